@@ -26,7 +26,7 @@ demo: venv
 	PYTHON=$(abspath $(PY)) bash scripts/demo.sh
 
 bench: venv
-	$(PY) bench/run_all.py
+	$(PY) bench/run_all.py $(if $(QUICK),--quick)
 
 # Optional: Horovod for NEZHA pretraining with --horovod (about 4 minutes to compile).
 horovod: venv
