@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import re
-from typing import Any, Callable, Iterator, Mapping, Optional, Protocol, Sequence, Union
+from typing import Any, Callable, Iterator, Optional, Protocol, Sequence, Union
 
 import tensorflow as tf
 from absl import logging
@@ -67,7 +67,7 @@ class WarmupPolynomialDecay:
         return tf.where(step < tf.cast(self.num_warmup_steps, step.dtype), warmup, decayed)
 
 
-class _WeightDecayOptimizer(tf.Module, abc.ABC):
+class WeightDecayOptimizer(tf.Module, abc.ABC):
     """Shared part of AdamWeightDecay and LAMB: slots named `<var>/<prefix>_m|v`, decay exclusion by name."""
 
     slot_prefix = ""
@@ -134,7 +134,7 @@ class _WeightDecayOptimizer(tf.Module, abc.ABC):
         """The amount to subtract from `variable`, given its new first and second moments."""
 
 
-class AdamWeightDecay(_WeightDecayOptimizer):
+class AdamWeightDecay(WeightDecayOptimizer):
     """Google BERT's AdamWeightDecayOptimizer: Adam without bias correction, decoupled weight decay."""
 
     slot_prefix = "adam"
@@ -153,7 +153,7 @@ class AdamWeightDecay(_WeightDecayOptimizer):
         return lr * update
 
 
-class LAMB(_WeightDecayOptimizer):
+class LAMB(WeightDecayOptimizer):
     """NEZHA's LAMBOptimizer, quirks included (reference section 2.3).
 
     Bias correction uses t = global_step + 1 (the step before this update's increment: the original's read
@@ -185,7 +185,7 @@ class LAMB(_WeightDecayOptimizer):
 
 def create_optimizer(init_lr: float, num_train_steps: int, num_warmup_steps: int, optimizer: str = "adam",
                      weight_decay_rate: float = 0.01,
-                     exclude_from_weight_decay: Sequence[str] = EXCLUDE_FROM_WEIGHT_DECAY) -> _WeightDecayOptimizer:
+                     exclude_from_weight_decay: Sequence[str] = EXCLUDE_FROM_WEIGHT_DECAY) -> WeightDecayOptimizer:
     """The original's choices: `adam` (fine-tuning default) or `lamb` (pretraining default), wd 0.01.
 
     Under Horovod the original multiplied init_lr by the number of ranks before this call: the caller does
@@ -257,12 +257,14 @@ class TrainStep(tf.Module):
     loss-scale update.
 
     The gradient and update parts are each one tf.function (XLA-compiled with use_xla); the all-reduce runs
-    between them, outside XLA, because neither Horovod's nor tf.distribute's collectives compile under XLA.
-    Calling it eagerly is the only way to use it: `result = step(batches)`.
+    between them, outside XLA: Horovod's collectives have no XLA kernels in this build (install_horovod.sh
+    drops xla_mpi_ops.cc), and the original's XLA (auto-clustering, global_jit_level ON_1) likewise compiled
+    only what it could, around the collectives.
+    Call it from eager Python, not inside another tf.function: `result = step(batches)`.
     """
 
     def __init__(self, loss_fn: Callable[[Batch], LossOutput], variables: Sequence[tf.Variable],
-                 optimizer: _WeightDecayOptimizer, engine: Optional[GradientReducer] = None,
+                 optimizer: WeightDecayOptimizer, engine: Optional[GradientReducer] = None,
                  loss_scale: Optional[DynamicLossScale] = None, gradient_accumulation_steps: int = 1,
                  clip_norm: float = 1.0, use_xla: bool = False):
         super().__init__(name="train_step")
@@ -287,13 +289,13 @@ class TrainStep(tf.Module):
         self._apply_fn = tf.function(self._apply, jit_compile=use_xla)
 
     def _current_scale(self) -> tf.Tensor:
-        return self.loss_scale.loss_scale.read_value() if self.loss_scale else tf.constant(1.0)
+        return self.loss_scale.loss_scale.read_value() if self.loss_scale is not None else tf.constant(1.0)
 
     def _gradients(self, batch: Batch) -> tuple[tf.Tensor, dict[str, tf.Tensor], list[tf.Tensor]]:
         with tf.GradientTape() as tape:
             loss, extras = _split_loss(self.loss_fn(batch))
             loss = tf.cast(loss, tf.float32)
-            scaled = loss * self._current_scale() if self.loss_scale else loss
+            scaled = loss * self._current_scale() if self.loss_scale is not None else loss
         grads = tape.gradient(scaled, self.variables_to_train)
         self._has_gradient = [g is not None for g in grads]
         dense = [tf.cast(tf.convert_to_tensor(g), tf.float32) for g in grads if g is not None]
@@ -310,10 +312,10 @@ class TrainStep(tf.Module):
         variables = self.trained_variables()
         scale = self._current_scale()
         factor = 1.0 / self.gradient_accumulation_steps
-        if self.loss_scale:
+        if self.loss_scale is not None:
             factor = factor * tf.math.reciprocal(scale)
         grads = [g * factor for g in grads]
-        if self.loss_scale:
+        if self.loss_scale is not None:
             finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
         else:
             finite = tf.constant(True)
@@ -326,9 +328,9 @@ class TrainStep(tf.Module):
             self.optimizer.apply_gradients(list(zip(clipped, variables)), global_step)
             return tf.constant(True)
 
-        applied = tf.cond(finite, apply, lambda: tf.constant(False)) if self.loss_scale else apply()
+        applied = tf.cond(finite, apply, lambda: tf.constant(False)) if self.loss_scale is not None else apply()
         self.global_step.assign_add(tf.cast(applied, tf.int64))
-        if self.loss_scale:
+        if self.loss_scale is not None:
             self.loss_scale.update(finite)
         if self.accumulators is not None:
             for accumulator in self.accumulators:
@@ -371,18 +373,22 @@ class TrainStep(tf.Module):
         global_step, the optimiser slots of the trained variables, and loss_scale/good_steps/bad_steps."""
         state = {"global_step": self.global_step}
         state.update(self.optimizer.slot_variables(self.trained_variables()))
-        if self.loss_scale:
+        if self.loss_scale is not None:
             state.update(self.loss_scale.state_variables())
         return state
 
 
 def build_train_step(loss_fn: Callable[[Batch], LossOutput], variables: Sequence[tf.Variable],
-                     optimizer: _WeightDecayOptimizer, engine: Optional[GradientReducer] = None,
-                     use_fp16: bool = False, gradient_accumulation_steps: int = 1, use_xla: bool = False,
+                     optimizer: WeightDecayOptimizer, engine: Optional[GradientReducer] = None,
+                     loss_scaling: bool = False, gradient_accumulation_steps: int = 1, use_xla: bool = False,
                      clip_norm: float = 1.0, loss_scale: Optional[DynamicLossScale] = None) -> TrainStep:
-    """The original's gradient path around `optimizer`; use_fp16 turns on its dynamic loss scaling
-    (2^32, x2 per 1000 finite steps, x0.5 per 2 non-finite ones) unless `loss_scale` is given."""
-    if use_fp16 and loss_scale is None:
+    """The original's gradient path around `optimizer`.
+
+    loss_scaling (the original: `--use_fp16 or --manual_fp16`) turns on its dynamic loss scaling (2^32, x2 per
+    1000 finite steps, x0.5 per 2 non-finite ones); pass `loss_scale` for other settings. Without it, as in
+    the original, every step is applied, finite or not.
+    """
+    if loss_scaling and loss_scale is None:
         loss_scale = DynamicLossScale()
     return TrainStep(loss_fn, variables, optimizer, engine=engine, loss_scale=loss_scale,
                      gradient_accumulation_steps=gradient_accumulation_steps, clip_norm=clip_norm,

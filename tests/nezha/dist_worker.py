@@ -51,7 +51,7 @@ def train(engine, weights: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, 
     optimizer = optimization.create_optimizer(learning_rate, num_train_steps=10, num_warmup_steps=2,
                                               optimizer="lamb")
     step = optimization.build_train_step(loss_fn, list(variables.values()), optimizer, engine=engine,
-                                         use_fp16=True)
+                                         loss_scaling=True)
     batches = iter(zip(tf.constant(x), tf.constant(y)))
     for _ in range(len(x)):
         result = step(batches)
@@ -77,6 +77,7 @@ def main() -> None:
     shard = slice(engine.rank * PER_RANK_BATCH, (engine.rank + 1) * PER_RANK_BATCH)
     result = train(engine, weights, x[:, shard], y[:, shard], engine.scale_learning_rate(BASE_LR))
     result["size"] = engine.size
+    result["local_rank"] = engine.local_rank
     result["files"] = np.array(engine.shard_files(FILES))
     np.savez(os.path.join(args.out, f"rank{engine.rank}.npz"), **result)
 
