@@ -256,9 +256,15 @@ def write_model_directory(
     config: Mapping[str, Any],
     tokenizer_or_vocab: Any = None,
 ) -> None:
-    """pytorch_model.bin, config.json and (when given) vocab.txt, each written to a temp file and renamed."""
+    """pytorch_model.bin, config.json and (when given) vocab.txt, each written to a temp file and renamed.
+
+    A NEZHA encoder is saved under Hugging Face's prefix `nezha.` (their NEZHA classes look for it);
+    the loader here reads either prefix.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    if config.get("model_type") == "nezha":
+        state_dict = {"nezha." + k[len(ENCODER_PREFIX):] if k.startswith(ENCODER_PREFIX) else k: v for k, v in state_dict.items()}
     with atomic_open(directory / WEIGHTS_NAME, "wb") as handle:
         torch.save(dict(state_dict), handle)
     write_json(directory / CONFIG_NAME, dict(sorted(config.items())))

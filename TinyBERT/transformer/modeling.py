@@ -175,7 +175,8 @@ class BertEmbeddings(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-        embeddings = self.word_embeddings(input_ids)
+        # Summed in Hugging Face's order (the original added positions second): same value, same rounding.
+        embeddings = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
         if hasattr(self, "position_embeddings"):
             length = input_ids.size(1)
             if length > self.position_embeddings.num_embeddings:
@@ -184,7 +185,6 @@ class BertEmbeddings(nn.Module):
                     f"{self.position_embeddings.num_embeddings} of the model config"
                 )
             embeddings = embeddings + self.position_embeddings.weight[:length]
-        embeddings = embeddings + self.token_type_embeddings(token_type_ids)
         return self.dropout(self.LayerNorm(embeddings))
 
 
