@@ -1,0 +1,84 @@
+"""A NEZHA or Google BERT TF1 checkpoint turned into a PyTorch model directory (the original's to-do: NEZHA as teacher)."""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional, Union
+
+import torch
+
+from utils.errors import InputError
+
+from .checkpoints import export_config, write_model_directory
+from .modeling import BertConfig, BertModel
+from .tf_checkpoint import read_tf_checkpoint
+
+logger = logging.getLogger(__name__)
+
+MODEL_TYPES = ("nezha", "bert")
+
+
+def converted_config(bert_config_file: Union[str, os.PathLike], model_type: Optional[str]) -> BertConfig:
+    """The TF config with what the TF code hard-wired made explicit.
+
+    NEZHA: use_relative_position true and max_relative_position (64, the TF code's constant, unless the
+    file sets it). Both models: TF's "gelu" is the tanh form, so it becomes "gelu_new".
+    """
+    config = BertConfig.from_json_file(bert_config_file)
+    if model_type is None:
+        model_type = "nezha" if config.use_relative_position else "bert"
+    if model_type not in MODEL_TYPES:
+        raise InputError(f"unknown model type '{model_type}': expected one of {list(MODEL_TYPES)}")
+    config.use_relative_position = model_type == "nezha"
+    if config.use_relative_position:
+        config.__dict__.setdefault("max_relative_position", BertConfig.max_relative_position)
+    if config.hidden_act == "gelu":
+        config.hidden_act = "gelu_new"
+    return config
+
+
+def _check_encoder(state_dict: dict[str, torch.Tensor], config: BertConfig, checkpoint: str) -> None:
+    """Every encoder tensor the config implies must be in the checkpoint, with the config's shape."""
+    with torch.device("meta"):
+        expected = {"bert." + key: tuple(value.shape) for key, value in BertModel(config).state_dict().items()}
+    missing = [key for key in expected if key not in state_dict]
+    if missing:
+        raise InputError(
+            f"the checkpoint lacks {len(missing)} encoder variables the config implies, e.g. {missing[:3]} "
+            "(is the config, or --model_type, the one this checkpoint was trained with?)",
+            checkpoint,
+        )
+    for key, shape in expected.items():
+        if tuple(state_dict[key].shape) != shape:
+            raise InputError(
+                f"tensor '{key}' has shape {tuple(state_dict[key].shape)} in the checkpoint but {shape} from the config",
+                checkpoint,
+            )
+
+
+def _count_lines(path: Union[str, os.PathLike]) -> int:
+    if not os.path.isfile(path):
+        raise InputError("vocabulary file not found", path)
+    with open(path, encoding="utf-8") as handle:
+        return sum(1 for _ in handle)
+
+
+def convert_tf_checkpoint(
+    tf_checkpoint: Union[str, os.PathLike],
+    bert_config_file: Union[str, os.PathLike],
+    vocab_file: Union[str, os.PathLike],
+    output_dir: Union[str, os.PathLike],
+    model_type: Optional[str] = None,
+) -> dict[str, object]:
+    """Write output_dir/{pytorch_model.bin, config.json, vocab.txt}; return what was converted and skipped."""
+    config = converted_config(bert_config_file, model_type)
+    vocab_lines = _count_lines(vocab_file)
+    if vocab_lines > config.vocab_size:
+        raise InputError(f"the vocabulary has {vocab_lines} tokens but the config's vocab_size is {config.vocab_size}", vocab_file)
+    state_dict, skipped = read_tf_checkpoint(tf_checkpoint)
+    _check_encoder(state_dict, config, os.fspath(tf_checkpoint))
+    heads = "ForPreTraining" if "cls.predictions.bias" in state_dict else "Model"
+    architecture = ("Nezha" if config.use_relative_position else "Bert") + heads
+    write_model_directory(output_dir, state_dict, export_config(config.to_dict(), architecture), vocab_file)
+    logger.info("converted %d tensors, skipped %d optimizer/bookkeeping variables", len(state_dict), len(skipped))
+    return {"converted": sorted(state_dict), "skipped": skipped, "architecture": architecture}
