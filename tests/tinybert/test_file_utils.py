@@ -73,7 +73,7 @@ def server(monkeypatch):
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     files = Files()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(files))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     files.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     files.httpd = httpd

@@ -300,3 +300,22 @@ def test_bad_shapes_are_reported():
     with pytest.raises(InputError, match="position_embedding_type 'relative_key'"):
         modeling.BertModel(modeling.BertConfig.from_dict({**tiny_config().to_dict(), "position_embedding_type": "relative_key"}))
     assert F.relu is modeling.get_activation("relu")
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_bfloat16_autocast_and_half_weights_stay_close_to_float32(relative):
+    torch.manual_seed(7)
+    model = modeling.BertModel(tiny_config(use_relative_position=relative)).eval()
+    input_ids, token_type_ids, mask = batch()
+    with torch.no_grad():
+        reference, ref_atts, _ = model(input_ids, token_type_ids, mask)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            layers, atts, _ = model(input_ids, token_type_ids, mask)
+        assert (layers[-1].float() - reference[-1]).abs().max() < 0.1
+        half = model.to(torch.bfloat16)
+        layers, atts, _ = half(input_ids, token_type_ids, mask)
+        fast, _ = half(input_ids, token_type_ids, mask, output_att=False)
+    assert layers[-1].dtype == torch.bfloat16 and (layers[-1].float() - reference[-1]).abs().max() < 0.15
+    assert (fast[-1].float() - layers[-1].float()).abs().max() < 0.1
+    # the distillation losses zero entries <= -1e2: masked keys must stay far below that in bf16
+    assert atts[0][2, :, :, 3:].max() < -9000 and atts[0][0].min() > -100
