@@ -175,7 +175,8 @@ class BertEmbeddings(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-        # Summed in Hugging Face's order (the original added positions second): same value, same rounding.
+        # Summed in Hugging Face's order (the original added positions second): equal up to rounding, and
+        # rounded as theirs, so real checkpoints give bit-identical embeddings.
         embeddings = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
         if hasattr(self, "position_embeddings"):
             length = input_ids.size(1)
