@@ -178,7 +178,7 @@ def load_checkpoint(path: PathLike, variables: Union[Mapping[str, tf.Variable], 
     for name in present:
         try:
             values[name] = reader.get_tensor(name)
-        except (tf.errors.OpError, ValueError) as err:
+        except (tf.errors.OpError, ValueError, IndexError) as err:   # IndexError: a truncated data file
             raise InputError(f"cannot read variable {name} ({type(err).__name__}: {_first_line(err)})",
                              prefix) from None
     for name, value in values.items():
