@@ -130,6 +130,19 @@ def test_relative_model_equals_hf_nezha_loaded_from_our_checkpoint(tmp_path):
     assert_close(out.bert.pooled_output, pooled)
     assert_close(out.masked_lm_logits, mlm, mask)
     assert_close(out.next_sentence_logits, nsp)
+    positions = np.array([[0, 70, 79], [3, 1, 2], [4, 0, 0]], np.int32)
+    at_positions = ours(ids, mask, types, masked_lm_positions=positions).masked_lm_logits
+    assert_close(at_positions, np.stack([mlm[b, positions[b]] for b in range(3)]))
+
+
+def test_one_hot_embeddings_equal_the_gather():
+    config = tiny_config()
+    gathered, one_hot = modeling.BertModel(config), modeling.BertModel(config, use_one_hot_embeddings=True)
+    for a, b in zip(gathered.variables, one_hot.variables):
+        b.assign(a)
+    ids, mask, types = batch(13, length=9)
+    np.testing.assert_allclose(one_hot(ids, mask, types).sequence_output.numpy(),
+                               gathered(ids, mask, types).sequence_output.numpy(), atol=1e-6)
 
 
 def test_configurable_max_relative_position_equals_hf(tmp_path):
