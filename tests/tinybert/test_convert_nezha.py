@@ -197,3 +197,42 @@ def test_conversion_errors_are_one_line(tmp_path, capsys):
         ])
     assert "no TensorFlow checkpoint here" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("relative", [True, False], ids=["nezha", "bert"])
+def test_checkpoint_written_by_nezha_tensorflow_gives_the_same_hidden_states_in_pytorch(tmp_path, relative):
+    """NEZHA-TensorFlow's own model and checkpoint writer -> converter -> TinyBERT's BertModel, layer by layer."""
+    import checkpoint as tf_checkpoint
+    import modeling as tf_modeling
+
+    config = tf_config(relative)
+    config_file = tmp_path / "bert_config.json"
+    config_file.write_text(json.dumps(config), encoding="utf-8")
+    vocab_file = tmp_path / "vocab.txt"
+    vocab_file.write_text("".join(f"tok{i}\n" for i in range(VOCAB)), encoding="utf-8")
+
+    tf_model = tf_modeling.BertModel(tf_modeling.BertConfig.from_json_file(config_file))
+    rng = np.random.default_rng(5)
+    # Weights of real scale, so that the two GELU forms (erf vs tanh) or a wrong transpose would show.
+    for name, variable in tf_checkpoint.named_variables(tf_model).items():
+        value = rng.normal(scale=0.2, size=variable.shape)
+        variable.assign(value + 1.0 if name.endswith("gamma") else value)
+    ids = rng.integers(1, VOCAB, size=(2, 37)).astype(np.int32)
+    segments = (np.arange(37)[None, :] >= 20).astype(np.int32).repeat(2, axis=0)
+    mask = np.ones_like(ids)
+    mask[1, 25:] = 0
+    expected = tf_model(tf.constant(ids), tf.constant(mask), tf.constant(segments), training=False)
+    prefix = tf_checkpoint.save_checkpoint(tmp_path / "tf", tf_checkpoint.named_variables(tf_model), step=7)
+
+    out = tmp_path / "torch"
+    convert_nezha_checkpoint.main(["--tf_checkpoint", prefix, "--bert_config_file", str(config_file),
+                                   "--vocab_file", str(vocab_file), "--output_dir", str(out)])
+    torch_model = modeling.BertModel.from_pretrained(out).eval()
+    with torch.no_grad():
+        layers, _, pooled = torch_model(torch.tensor(ids, dtype=torch.long), torch.tensor(segments, dtype=torch.long),
+                                        torch.tensor(mask, dtype=torch.long))
+    tf_layers = [expected.embedding_output] + list(expected.all_encoder_layers)
+    assert len(layers) == len(tf_layers) == LAYERS + 1
+    for ours, theirs in zip(layers, tf_layers):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(pooled.numpy(), expected.pooled_output.numpy(), atol=1e-4, rtol=0)
