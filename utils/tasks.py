@@ -1,0 +1,311 @@
+"""Task readers shared by both trees: Chinese and GLUE classification, People's Daily NER, SQuAD/CMRC2018 JSON.
+
+Column layouts follow the original processors (TinyBERT's task_distill.py for GLUE, NEZHA's run_classifier.py
+for lcqmc/text_clf/xnli). Files are read as the originals did (tab-separated, no quote processing, UTF-8), but a
+row without the expected columns stops the run with the file, the line and what was expected, instead of an
+IndexError deep inside a training script. Label lists have a fixed order: the original text_clf took its
+labels from a Python set, whose order changed from run to run.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import sys
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
+
+from utils.errors import InputError, require_file
+
+PathLike = os.PathLike | str
+
+csv.field_size_limit(sys.maxsize)
+
+
+@dataclass
+class InputExample:
+    guid: str
+    text_a: str
+    text_b: Optional[str] = None
+    label: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the text and label columns of one file are, and whether its first row is a header."""
+
+    text_a: int
+    text_b: Optional[int]
+    label: Optional[int]
+    has_header: bool
+
+    @property
+    def min_columns(self) -> int:
+        used = [c for c in (self.text_a, self.text_b, self.label) if c is not None]
+        return max(c + 1 if c >= 0 else -c for c in used)
+
+
+def read_tsv(path: PathLike) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) for every row of a tab-separated file, as csv.reader(quotechar=None) splits it."""
+    require_file(path, "task data file")
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t", quotechar=None)
+        for row in reader:
+            yield reader.line_num, row
+
+
+class DataProcessor:
+    """One task: its files, column layouts, labels and output mode."""
+
+    name: str = ""
+    output_mode: str = "classification"
+    labels: tuple[Optional[str], ...] = ("0", "1")
+    train_file = "train.tsv"
+    dev_file = "dev.tsv"
+    test_file = "test.tsv"
+    train_layout: Layout
+    test_layout: Optional[Layout] = None
+    skip_bad_rows = False
+    closed_labels = True
+    label_aliases: dict[str, str] = {}
+
+    @property
+    def columns(self) -> tuple[int, Optional[int], Optional[int]]:
+        """(text_a, text_b, label) columns of train.tsv and train_aug.tsv: what data augmentation rewrites."""
+        layout = self.train_layout
+        return layout.text_a, layout.text_b, layout.label
+
+    @property
+    def has_header(self) -> bool:
+        return self.train_layout.has_header
+
+    def get_labels(self, data_dir: Optional[PathLike] = None) -> list[Optional[str]]:
+        return list(self.labels)
+
+    def train_path(self, data_dir: PathLike) -> str:
+        return os.path.join(data_dir, self.train_file)
+
+    def get_train_examples(self, data_dir: PathLike) -> list[InputExample]:
+        return self.read_examples(self.train_path(data_dir), "train", self.train_layout)
+
+    def get_dev_examples(self, data_dir: PathLike) -> list[InputExample]:
+        return self.read_examples(os.path.join(data_dir, self.dev_file), "dev", self.train_layout)
+
+    def get_test_examples(self, data_dir: PathLike) -> list[InputExample]:
+        return self.read_examples(os.path.join(data_dir, self.test_file), "test",
+                                  self.test_layout or self.train_layout)
+
+    def get_aug_examples(self, data_dir: PathLike) -> list[InputExample]:
+        return self.read_examples(os.path.join(data_dir, "train_aug.tsv"), "aug", self.train_layout)
+
+    def read_examples(self, path: PathLike, set_type: str, layout: Layout) -> list[InputExample]:
+        examples = []
+        known = set(self.labels)
+        for line, row in read_tsv(path):
+            if layout.has_header and line == 1:
+                continue
+            if len(row) < layout.min_columns:
+                if self.skip_bad_rows:
+                    continue
+                raise InputError(f"expected at least {layout.min_columns} tab-separated columns for task "
+                                 f"{self.name}, found {len(row)}", path, line)
+            label = None
+            if layout.label is not None:
+                label = self.label_aliases.get(row[layout.label], row[layout.label])
+                if self.output_mode == "regression":
+                    try:
+                        float(label)
+                    except ValueError:
+                        raise InputError(f"expected a number as the label in column {layout.label + 1}, "
+                                         f"found {label!r}", path, line) from None
+                elif self.closed_labels and label not in known:
+                    raise InputError(f"unknown label {label!r} for task {self.name} (expected one of "
+                                     f"{', '.join(map(str, self.labels))})", path, line)
+            examples.append(InputExample(
+                guid=f"{set_type}-{len(examples)}",
+                text_a=row[layout.text_a],
+                text_b=None if layout.text_b is None else row[layout.text_b],
+                label=label))
+        if not examples:
+            raise InputError(f"no examples found for task {self.name}", path)
+        return examples
+
+
+def _processor(name: str, layout: Layout, test_layout: Optional[Layout] = None, **attrs) -> type[DataProcessor]:
+    return type(f"{name}Processor", (DataProcessor,),
+                {"name": name, "train_layout": layout, "test_layout": test_layout, **attrs})
+
+
+NLI_LABELS = ("contradiction", "entailment", "neutral")
+ENTAILMENT_LABELS = ("entailment", "not_entailment")
+
+ColaProcessor = _processor("cola", Layout(3, None, 1, False), Layout(1, None, None, True))
+Sst2Processor = _processor("sst-2", Layout(0, None, 1, True), Layout(1, None, None, True))
+MrpcProcessor = _processor("mrpc", Layout(3, 4, 0, True), Layout(3, 4, None, True))
+StsbProcessor = _processor("sts-b", Layout(7, 8, -1, True), Layout(7, 8, None, True),
+                           output_mode="regression", labels=(None,))
+QqpProcessor = _processor("qqp", Layout(3, 4, 5, True), Layout(1, 2, None, True), skip_bad_rows=True)
+MnliProcessor = _processor("mnli", Layout(8, 9, -1, True), Layout(8, 9, None, True), labels=NLI_LABELS,
+                           dev_file="dev_matched.tsv", test_file="test_matched.tsv")
+MnliMismatchedProcessor = _processor("mnli-mm", Layout(8, 9, -1, True), Layout(8, 9, None, True),
+                                     labels=NLI_LABELS, dev_file="dev_mismatched.tsv",
+                                     test_file="test_mismatched.tsv")
+QnliProcessor = _processor("qnli", Layout(1, 2, -1, True), Layout(1, 2, None, True), labels=ENTAILMENT_LABELS)
+RteProcessor = _processor("rte", Layout(1, 2, -1, True), Layout(1, 2, None, True), labels=ENTAILMENT_LABELS)
+WnliProcessor = _processor("wnli", Layout(1, 2, -1, True), Layout(1, 2, None, True))
+LcqmcProcessor = _processor("lcqmc", Layout(0, 1, 2, True))
+
+
+class XnliProcessor(_processor("xnli", Layout(0, 1, 2, True), labels=NLI_LABELS,
+                               label_aliases={"contradictory": "contradiction"})):
+    """Chinese XNLI as NEZHA read it: MultiNLI's Chinese translation for training, 3-column dev/test files."""
+
+    def train_path(self, data_dir: PathLike) -> str:
+        original = os.path.join(data_dir, "multinli", "multinli.train.zh.tsv")
+        plain = os.path.join(data_dir, "train.tsv")
+        return plain if not os.path.exists(original) and os.path.exists(plain) else original
+
+
+class TextClfProcessor(_processor("text_clf", Layout(1, None, 0, False), closed_labels=False)):
+    """`label<TAB>text` lines (ChnSenti and other single-sentence Chinese sets).
+
+    Training examples are shuffled with seed 0 as the original did. Labels are those of train.tsv when the
+    data directory holds one, in a fixed (numeric, else lexical) order; ["0", "1"] otherwise.
+    """
+
+    def get_labels(self, data_dir: Optional[PathLike] = None) -> list[Optional[str]]:
+        if data_dir is None or not os.path.isfile(self.train_path(data_dir)):
+            return list(self.labels)
+        seen = {row[0] for _, row in read_tsv(self.train_path(data_dir)) if row}
+        return sorted(seen, key=lambda s: (0, int(s), s) if s.lstrip("-").isdigit() else (1, 0, s))
+
+    def read_examples(self, path: PathLike, set_type: str, layout: Layout) -> list[InputExample]:
+        examples = super().read_examples(path, set_type, layout)
+        if set_type in ("train", "aug"):
+            random.Random(0).shuffle(examples)
+        return examples
+
+
+PROCESSORS: dict[str, type[DataProcessor]] = {
+    cls.name: cls for cls in (
+        ColaProcessor, Sst2Processor, MrpcProcessor, StsbProcessor, QqpProcessor, MnliProcessor,
+        MnliMismatchedProcessor, QnliProcessor, RteProcessor, WnliProcessor, LcqmcProcessor, TextClfProcessor,
+        XnliProcessor)
+}
+TASK_NAMES = tuple(PROCESSORS)
+CHINESE_TASKS = ("lcqmc", "text_clf", "xnli")
+
+
+def get_processor(task_name: str) -> DataProcessor:
+    """The processor of a task, by its case-insensitive original name."""
+    key = task_name.lower()
+    if key not in PROCESSORS:
+        raise InputError(f"unknown task {task_name!r}; expected one of {', '.join(TASK_NAMES)}")
+    return PROCESSORS[key]()
+
+
+# People's Daily NER ------------------------------------------------------------------------------------------
+
+NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "X", "[CLS]", "[SEP]"]
+NER_TAGS = frozenset(NER_LABELS[:7])
+
+
+@dataclass
+class NerSentence:
+    chars: list[str]
+    tags: list[str]
+    line: int
+
+
+def read_ner_file(path: PathLike) -> list[NerSentence]:
+    """Sentences of a `char tag` file; a blank line ends a sentence.
+
+    The original merged sentences unless the previous character was 。 and dropped a last sentence without a
+    trailing blank line; here every blank line is a boundary and nothing is dropped.
+    """
+    require_file(path, "NER data file")
+    sentences: list[NerSentence] = []
+    chars: list[str] = []
+    tags: list[str] = []
+    first = 0
+    with open(path, encoding="utf-8-sig") as handle:
+        for number, raw in enumerate(handle, start=1):
+            fields = raw.split()
+            if not fields or fields[0] == "-DOCSTART-":
+                if chars:
+                    sentences.append(NerSentence(chars, tags, first))
+                    chars, tags = [], []
+                continue
+            if len(fields) < 2:
+                raise InputError("expected `character tag` on this line", path, number)
+            if fields[-1] not in NER_TAGS:
+                raise InputError(f"unknown tag {fields[-1]!r} (expected one of {', '.join(NER_LABELS[:7])})",
+                                 path, number)
+            if not chars:
+                first = number
+            chars.append(fields[0])
+            tags.append(fields[-1])
+    if chars:
+        sentences.append(NerSentence(chars, tags, first))
+    if not sentences:
+        raise InputError("no sentences found", path)
+    return sentences
+
+
+# SQuAD / CMRC2018 --------------------------------------------------------------------------------------------
+
+@dataclass
+class Answer:
+    text: str
+    answer_start: Optional[int]
+
+
+@dataclass
+class SquadExample:
+    qas_id: str
+    question: str
+    context: str
+    answers: list[Answer] = field(default_factory=list)
+    title: str = ""
+
+
+def _field(record: dict, key: str, kind: type, path: PathLike, where: str):
+    value = record.get(key) if isinstance(record, dict) else None
+    if not isinstance(value, kind):
+        raise InputError(f"{where}: expected a {kind.__name__} field {key!r}", path)
+    return value
+
+
+def read_squad_file(path: PathLike) -> list[SquadExample]:
+    """Questions of a SQuAD v1 / CMRC2018 JSON file, with every gold answer."""
+    require_file(path, "reading-comprehension JSON file")
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            dataset = json.load(handle)
+    except json.JSONDecodeError as err:
+        raise InputError(f"not valid JSON ({err.msg})", path, err.lineno) from None
+    examples = []
+    for a, article in enumerate(_field(dataset, "data", list, path, "top level")):
+        title = article.get("title", "") if isinstance(article, dict) else ""
+        for p, paragraph in enumerate(_field(article, "paragraphs", list, path, f"data[{a}]")):
+            where = f"data[{a}].paragraphs[{p}]"
+            context = _field(paragraph, "context", str, path, where)
+            for q, qa in enumerate(_field(paragraph, "qas", list, path, where)):
+                qwhere = f"{where}.qas[{q}]"
+                answers = []
+                for n, answer in enumerate(qa.get("answers", []) if isinstance(qa, dict) else []):
+                    text = _field(answer, "text", str, path, f"{qwhere}.answers[{n}]")
+                    start = answer.get("answer_start")
+                    answers.append(Answer(text, start if isinstance(start, int) else None))
+                qas_id = qa.get("id") if isinstance(qa, dict) else None
+                if not isinstance(qas_id, (str, int)):
+                    raise InputError(f"{qwhere}: expected a string field 'id'", path)
+                examples.append(SquadExample(
+                    qas_id=str(qas_id),
+                    question=_field(qa, "question", str, path, qwhere),
+                    context=context, answers=answers, title=title))
+    if not examples:
+        raise InputError("no questions found", path)
+    return examples
+
