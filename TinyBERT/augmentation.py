@@ -1,0 +1,446 @@
+"""TinyBERT's data augmentation: words replaced by masked-LM or word-vector neighbours, N variants a sentence.
+
+The algorithm of the original data_augmentation.py (Jiao et al. 2020, Alg. 1): a sentence is split into words;
+every word made of letters that is not a stop word gets M candidates, from the masked LM when it is a single
+WordPiece and from GloVe cosine neighbours otherwise; each of N variants replaces every such word, with
+probability p, by a randomly chosen candidate. Chinese sentences are split into jieba words; a word of L
+characters gets the M most likely L-character fillings of L consecutive [MASK]s (or its word-vector neighbours
+when vectors are given and L > 1).
+
+What is faster here: all masked copies of one sentence go through the model in one no_grad forward (chunks of
+`batch_size`; a chunk of 1 runs the same code), only the masked positions go through the vocabulary projection,
+and the neighbours of all a sentence's words come from one matrix product over unit vectors, cached per word.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from utils.errors import InputError, require_file
+from utils.fileio import atomic_open
+from utils.tasks import DataProcessor, read_tsv
+from utils.tokenization import FullTokenizer, is_cjk_char
+
+logger = logging.getLogger(__name__)
+
+# The original's list (NLTK's English stop words): these words are never replaced.
+STOP_WORDS = frozenset("""
+i me my myself we our ours ourselves you you're you've you'll you'd your yours yourself yourselves he him his
+himself she she's her hers herself it it's its itself they them their theirs themselves this that that'll these
+those am is are was were be been being have has had having do does did doing a an the and but if or because as
+until while of at by for with about against between into through during before after above below to from up down
+in out on off over under again further then once here there all any both each few more most other some such no
+nor not only own same so than too very s t can will just don don't should should've now d ll m o re ve y ain
+aren aren't couldn couldn't didn didn't doesn doesn't hadn hadn't hasn hasn't haven haven't isn isn't ma mightn
+mightn't mustn mustn't needn needn't shan shan't shouldn shouldn't wasn wasn't weren weren't won won't wouldn
+wouldn't 's 're
+""".split())
+
+# The original's per-task N ("How many times is the corpus expanded?"); STS-B's entry was misspelled "STS-b"
+# there and never applied.
+TASK_N = {"cola": 30, "mnli": 10, "mrpc": 30, "sst-2": 20, "sts-b": 30, "qqp": 10, "qnli": 20, "rte": 30}
+DEFAULT_N = 30
+GLOVE_VOCAB_SIZE = 100000
+_ENGLISH_WORD = re.compile("[a-z]+")
+
+
+def default_n(task_name: str) -> int:
+    """N of a task when --N is not given: the original's table, else 30."""
+    return TASK_N.get(task_name.lower(), DEFAULT_N)
+
+
+# Word vectors ------------------------------------------------------------------------------------------------
+
+@dataclass
+class WordVectors:
+    """The first `vocab_size` words of a GloVe-style file as unit vectors; nearest neighbours by cosine."""
+
+    words: list[str]
+    unit: np.ndarray  # [V, D] float32; rows of zero vectors (and '<unk>') stay zero and are never neighbours
+    index: dict[str, int] = field(init=False)
+    _usable: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.index = {word: i for i, word in enumerate(self.words)}
+        self._usable = np.abs(self.unit).sum(axis=1) > 0
+
+    @classmethod
+    def from_matrix(cls, words: Sequence[str], matrix: np.ndarray) -> "WordVectors":
+        matrix = np.asarray(matrix, dtype=np.float32).copy()
+        for i, word in enumerate(words):
+            if word == "<unk>":
+                matrix[i] = 0.0
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        unit = np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+        return cls(list(words), unit)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, vocab_size: int = GLOVE_VOCAB_SIZE,
+             vocab_path: Optional[str | os.PathLike] = None) -> "WordVectors":
+        """A GloVe text file (`word v1 ... vD` a line), or a .npy matrix with its words (a .parquet whose first
+        column holds them, or a text file of one word a line): `vocab_path`, else the one .parquet beside the
+        .npy. A directory holding one .npy is read the same way."""
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            path = _single_file(path, ".npy", "a .npy matrix of word vectors")
+        require_file(path, "word vectors")
+        if not path.endswith(".npy"):
+            return cls._load_text(path, vocab_size)
+        if vocab_path is None:
+            vocab_path = _single_file(os.path.dirname(os.path.abspath(path)), ".parquet",
+                                      "the .parquet word list of the .npy vectors (or give --glove_vocab)")
+        matrix = np.load(path, mmap_mode="r")
+        if matrix.ndim != 2:
+            raise InputError(f"expected a 2-D matrix of word vectors, found shape {matrix.shape}", path)
+        words = _read_words(os.fspath(vocab_path), min(vocab_size, matrix.shape[0]))
+        if len(words) < min(vocab_size, matrix.shape[0]):
+            raise InputError(f"has {len(words)} words but the vectors have {matrix.shape[0]} rows", vocab_path)
+        return cls.from_matrix(words, np.asarray(matrix[: len(words)]))
+
+    @classmethod
+    def _load_text(cls, path: str, vocab_size: int) -> "WordVectors":
+        words: list[str] = []
+        rows: list[np.ndarray] = []
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for number, line in enumerate(handle, start=1):
+                if len(words) == vocab_size:
+                    break
+                items = line.rstrip().split(" ")
+                if len(items) < 2:
+                    raise InputError("expected `word value1 value2 ...` (a GloVe text line)", path, number)
+                try:
+                    vector = np.asarray(items[1:], dtype=np.float32)
+                except ValueError:
+                    raise InputError("expected numbers after the word (a GloVe text line)", path, number) from None
+                if rows and vector.shape != rows[0].shape:
+                    raise InputError(f"expected {rows[0].shape[0]} values after the word, found {vector.shape[0]}",
+                                     path, number)
+                words.append(items[0])
+                rows.append(vector)
+        if not words:
+            raise InputError("no word vectors found (the file is empty)", path)
+        return cls.from_matrix(words, np.stack(rows))
+
+    def neighbours(self, words: Sequence[str], count: int) -> list[list[str]]:
+        """The `count` nearest words (cosine, itself excluded) of each word; [] for a word without a vector.
+
+        One [k, D] x [D, V] product for all k words. A title-case word gets title-case neighbours (the
+        original's rule for cased models); lookup falls back to the lower-cased word.
+        """
+        keys = [word if word in self.index else word.lower() for word in words]
+        rows = [self.index.get(key, -1) for key in keys]
+        result: list[list[str]] = [[] for _ in words]
+        found = [i for i, row in enumerate(rows) if row >= 0 and self._usable[row]]
+        if not found:
+            return result
+        ids = np.asarray([rows[i] for i in found])
+        scores = self.unit[ids] @ self.unit.T  # [k, V] cosine similarities
+        scores[:, ~self._usable] = -np.inf
+        scores[np.arange(len(ids)), ids] = -np.inf
+        count = min(count, scores.shape[1] - 1)
+        top = np.argpartition(-scores, count - 1, axis=1)[:, :count] if count > 0 else np.zeros((len(ids), 0), int)
+        for slot, i in enumerate(found):
+            order = top[slot][np.argsort(-scores[slot, top[slot]], kind="stable")]
+            neighbours = [self.words[j] for j in order if np.isfinite(scores[slot, j])]
+            if words[i].istitle():
+                neighbours = [w.title() for w in neighbours]
+            result[i] = neighbours
+        return result
+
+
+def _single_file(directory: str, suffix: str, what: str) -> str:
+    matches = sorted(name for name in os.listdir(directory) if name.endswith(suffix))
+    if len(matches) != 1:
+        raise InputError(f"expected exactly one *{suffix} file here ({what}), found {len(matches)}", directory)
+    return os.path.join(directory, matches[0])
+
+
+def _read_words(path: str, count: int) -> list[str]:
+    require_file(path, "word list of the vectors")
+    if path.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        return [str(word) for word in table.column(0).slice(0, count).to_pylist()]
+    words = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if len(words) == count:
+                break
+            words.append(line.rstrip("\n"))
+    return words
+
+
+# Masked-LM candidates ----------------------------------------------------------------------------------------
+
+@dataclass
+class Span:
+    """Pieces [start, start + length) of a sentence, masked together."""
+
+    start: int
+    length: int
+
+
+class MaskedLMCandidates:
+    """The M most likely fillings of masked word spans, for all spans of one sentence at once.
+
+    Each span gets the original's input, `[CLS] pieces-with-span-masked [SEP] pieces [SEP]` (segments 0 up
+    to the first [SEP], then 1), no attention mask. When that is longer than `max_seq_length` both copies
+    are cut to the same window of pieces around the span (the original crashed or lost the word past 512).
+    A span of L pieces gets the M best L-piece fillings by summed log-probability of independent positions
+    (exact top M: a beam of M kept after each position); only whole-word tokens (English: no ## pieces, no
+    [special] tokens; Chinese: single CJK characters) are candidates.
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer: FullTokenizer, M: int, chinese: bool,
+                 max_seq_length: int = 512, batch_size: int = 32, device: torch.device | str = "cpu"):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.M = M
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        limit = getattr(model.config, "max_position_embeddings", max_seq_length)
+        if getattr(model.config, "use_relative_position", False):
+            limit = max_seq_length
+        self.max_seq_length = min(max_seq_length, limit)
+        if self.max_seq_length < 5:
+            raise InputError(f"--max_seq_length must be at least 5 to hold [CLS] word [SEP] word [SEP], "
+                             f"got {self.max_seq_length}")
+        vocab = tokenizer.inv_vocab
+        allowed = torch.zeros(model.config.vocab_size, dtype=torch.bool)
+        for index in range(min(len(vocab), model.config.vocab_size)):
+            allowed[index] = _is_candidate_token(vocab[index], chinese)
+        self._penalty = torch.where(allowed, 0.0, -torch.inf).to(self.device)
+        self._cls, self._sep, self._mask = tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]", "[MASK]"])
+
+    def __call__(self, pieces: Sequence[str], spans: Sequence[Span]) -> list[list[str]]:
+        if not spans:
+            return []
+        ids = self.tokenizer.convert_tokens_to_ids(pieces)
+        width = min(len(ids), (self.max_seq_length - 3) // 2)
+        rows, positions = [], []
+        for span in spans:
+            if span.length > width:
+                rows.append(None)
+                continue
+            first = min(max(0, span.start - (width - span.length) // 2), len(ids) - width)
+            window = ids[first:first + width]
+            masked = list(window)
+            offset = span.start - first
+            masked[offset:offset + span.length] = [self._mask] * span.length
+            rows.append([self._cls] + masked + [self._sep] + window + [self._sep])
+            positions.append([1 + offset + k for k in range(span.length)])
+        kept = [row for row in rows if row is not None]
+        scores = self._masked_scores(kept, positions, width)
+        results, used = [], 0
+        for row, span in zip(rows, spans):
+            if row is None:
+                results.append([])
+                continue
+            results.append(self._best_fillings(scores[used]))
+            used += 1
+        return results
+
+    @torch.no_grad()
+    def _masked_scores(self, rows: list[list[int]], positions: list[list[int]], width: int) -> list[torch.Tensor]:
+        """Log-probabilities [L, V] at each row's masked positions (non-candidate tokens -inf)."""
+        segments = [0] * (width + 2) + [1] * (width + 1)
+        out: list[torch.Tensor] = []
+        for begin in range(0, len(rows), self.batch_size):
+            chunk = rows[begin:begin + self.batch_size]
+            input_ids = torch.tensor(chunk, device=self.device)
+            token_type_ids = torch.tensor([segments] * len(chunk), device=self.device)
+            hidden = self.model.bert(input_ids, token_type_ids, output_all_encoded_layers=False, output_att=False)[0]
+            which = positions[begin:begin + self.batch_size]
+            row_index = torch.tensor([r for r, pos in enumerate(which) for _ in pos], device=self.device)
+            col_index = torch.tensor([p for pos in which for p in pos], device=self.device)
+            logits = self.model.cls(hidden[row_index, col_index]).float()  # [sum L, V]
+            logprobs = (torch.log_softmax(logits, dim=-1) + self._penalty).cpu()
+            out.extend(logprobs.split([len(pos) for pos in which]))
+        return out
+
+    def _best_fillings(self, logprobs: torch.Tensor) -> list[str]:
+        values, indices = logprobs.topk(min(self.M, logprobs.size(-1)), dim=-1)  # [L, M]
+        beam: list[tuple[float, tuple[int, ...]]] = [(0.0, ())]
+        for value_row, index_row in zip(values.tolist(), indices.tolist()):
+            grown = [(score + value, ids + (index,)) for score, ids in beam
+                     for value, index in zip(value_row, index_row) if value != -float("inf")]
+            grown.sort(key=lambda item: -item[0])
+            beam = grown[: self.M]
+        tokens = self.tokenizer.inv_vocab
+        return ["".join(tokens[i] for i in ids) for _, ids in beam if ids]
+
+
+def _is_candidate_token(token: str, chinese: bool) -> bool:
+    if chinese:
+        return len(token) == 1 and is_cjk_char(token)
+    special = len(token) > 2 and token.startswith("[") and token.endswith("]")
+    return not token.startswith("##") and not special
+
+
+# Sentences ---------------------------------------------------------------------------------------------------
+
+class DataAugmentor:
+    """N variants of a sentence (the original's DataAugmentor.augment), with its own random generator."""
+
+    def __init__(self, mlm: MaskedLMCandidates, tokenizer: FullTokenizer, vectors: Optional[WordVectors],
+                 M: int, N: int, p: float, seed: int, chinese: bool = False):
+        self.mlm = mlm
+        self.tokenizer = tokenizer
+        self.vectors = vectors
+        self.M, self.N, self.p = M, N, p
+        self.chinese = chinese
+        self.rng = random.Random(seed)
+        self._neighbour_cache: dict[str, list[str]] = {}
+        if chinese:
+            import jieba
+
+            jieba.setLogLevel(logging.WARNING)
+            self._cut = jieba.lcut
+        if vectors is None and not chinese:
+            raise InputError("English augmentation needs word vectors for multi-piece words (give --glove_embs)")
+
+    def words(self, sentence: str) -> list[str]:
+        """English: the basic tokenizer's words (lower-cased as the model's vocabulary); Chinese: jieba words."""
+        if self.chinese:
+            return self._cut(sentence)
+        return self.tokenizer.basic_tokenizer.tokenize(sentence)
+
+    def _pieces(self, word: str) -> list[str]:
+        """WordPiece pieces of a word (a jieba word may still hold punctuation, Latin letters or spaces)."""
+        if self.chinese:
+            return self.tokenizer.tokenize(word)
+        return self.tokenizer.wordpiece_tokenizer.tokenize(word)
+
+    def replaceable(self, word: str) -> bool:
+        if self.chinese:
+            return all(is_cjk_char(char) for char in word)
+        return _ENGLISH_WORD.fullmatch(word.lower()) is not None and word.lower() not in STOP_WORDS
+
+    def candidates(self, words: Sequence[str]) -> dict[int, list[str]]:
+        """Candidate replacements of every replaceable word, by word index; a word without any keeps itself."""
+        pieces: list[str] = []
+        spans: list[tuple[int, Span]] = []
+        by_vectors: list[int] = []
+        for index, word in enumerate(words):
+            word_pieces = self._pieces(word)
+            if self.replaceable(word) and word_pieces:
+                if len(word_pieces) == 1 or (self.chinese and self.vectors is None):
+                    spans.append((index, Span(len(pieces), len(word_pieces))))
+                else:
+                    by_vectors.append(index)
+            pieces.extend(word_pieces)
+        found = dict(zip((i for i, _ in spans), self.mlm(pieces, [span for _, span in spans])))
+        found.update(zip(by_vectors, self._neighbours([words[i] for i in by_vectors])))
+        return {index: found[index] or [words[index]] for index in sorted(found)}
+
+    def _neighbours(self, words: list[str]) -> list[list[str]]:
+        missing = sorted({w for w in words if w not in self._neighbour_cache})
+        if missing:
+            self._neighbour_cache.update(zip(missing, self.vectors.neighbours(missing, self.M)))
+        return [self._neighbour_cache[w] for w in words]
+
+    def augment(self, sentence: str) -> list[str]:
+        """The sentence itself, then up to N distinct variants in which at least one word changed.
+
+        Each variant draws, for each replaceable word in order, a candidate and then a number in [0, 1), and
+        replaces the word when the number is below p (the original's order of random calls).
+        """
+        words = self.words(sentence)
+        candidates = self.candidates(words)
+        joiner = "" if self.chinese else " "
+        unchanged = joiner.join(words)
+        results = [sentence]
+        seen = {sentence, unchanged}
+        for _ in range(self.N):
+            variant = list(words)
+            for index, choices in candidates.items():
+                choice = self.rng.choice(choices)
+                if self.rng.random() < self.p:
+                    variant[index] = choice
+            text = joiner.join(variant)
+            if text not in seen:
+                seen.add(text)
+                results.append(text)
+        return results
+
+
+# Files -------------------------------------------------------------------------------------------------------
+
+@dataclass
+class AugmentStats:
+    examples: int
+    sentences: int
+    rows_written: int
+    seconds: float
+
+    @property
+    def sentences_per_s(self) -> float:
+        return self.sentences / self.seconds if self.seconds > 0 else float("inf")
+
+
+def text_columns(processor: DataProcessor) -> list[int]:
+    text_a, text_b, _ = processor.columns
+    return [text_a] + ([text_b] if text_b is not None else [])
+
+
+def required_columns(processor: DataProcessor) -> int:
+    used = [c for c in processor.columns if c is not None]
+    return max(c + 1 if c >= 0 else -c for c in used)
+
+
+def augment_file(augmentor: DataAugmentor, processor: DataProcessor, input_path: str | os.PathLike,
+                 output_path: str | os.PathLike, progress: bool = True) -> AugmentStats:
+    """Write train_aug.tsv: the header (when the task has one), then for each example its row, and for each
+    text column one row per variant of that column with every other column as in the input.
+
+    The original mutated the row in place, so a pair's second-column rows carried the first column's last
+    variant, and it wrote the unchanged row once per column; here each variant row differs from the input in
+    exactly one column and the input row is written once.
+    """
+    input_path = os.fspath(input_path)
+    rows = list(read_tsv(input_path))
+    header = rows[0][1] if processor.has_header and rows else None
+    data = rows[1:] if header is not None else rows
+    needed = required_columns(processor)
+    columns = text_columns(processor)
+    examples = []
+    for line, row in data:
+        if len(row) >= needed:
+            examples.append(row)
+        elif not getattr(processor, "skip_bad_rows", False):
+            raise InputError(f"expected at least {needed} tab-separated columns for task {processor.name} "
+                             f"(text in column(s) {', '.join(str(c + 1) for c in columns)}), found {len(row)}",
+                             input_path, line)
+    if not examples:
+        raise InputError(f"no examples to augment for task {processor.name} (the file has no data rows)", input_path)
+    start = time.perf_counter()
+    written = 0
+    with atomic_open(output_path) as handle, tqdm(total=len(examples) * len(columns), unit="sent",
+                                                  desc="augment", disable=not progress) as bar:
+        if header is not None:
+            handle.write("\t".join(header) + "\n")
+        for row in examples:
+            handle.write("\t".join(row) + "\n")
+            written += 1
+            for column in columns:
+                for variant in augmentor.augment(row[column])[1:]:
+                    out = list(row)
+                    out[column] = variant
+                    handle.write("\t".join(out) + "\n")
+                    written += 1
+                bar.update(1)
+    stats = AugmentStats(len(examples), len(examples) * len(columns), written, time.perf_counter() - start)
+    logger.info("Augmented %d examples (%d sentences, %.2f sentences/s) into %d rows: %s", stats.examples,
+                stats.sentences, stats.sentences_per_s, stats.rows_written, os.fspath(output_path))
+    return stats
+
