@@ -67,9 +67,10 @@ flags.DEFINE_string("master", None, "Accepted for compatibility and ignored (TPU
 flags.DEFINE_integer("num_tpu_cores", 8, "Accepted for compatibility and ignored (TPU only).")
 flags.DEFINE_integer("window_stride", 128, "Tokens between the starts of consecutive windows of a sentence "
                      "longer than max_seq_length - 2 tokens (new; the original truncated such sentences).")
-flags.DEFINE_integer("max_train_examples", None, "Use only the first N training sentences (quick runs).")
-flags.DEFINE_integer("max_eval_examples", None, "Use only the first N dev sentences (quick runs).")
-flags.DEFINE_integer("max_predict_examples", None, "Use only the first N test sentences (quick runs).")
+flags.DEFINE_integer("max_train_examples", 0, "Use only the first N training sentences (0: all), for quick runs.")
+flags.DEFINE_integer("max_eval_examples", 0, "Use only the first N dev sentences (0: all), for quick runs.")
+flags.DEFINE_integer("max_predict_examples", 0, "Use only the first N test sentences (0: all), for quick runs.")
+flags.DEFINE_integer("keep_checkpoint_max", 0, "Checkpoints to keep (0: all, as the original).")
 flags.DEFINE_integer("seed", 12345, "Seed of initialisation, dropout and shuffling.")
 
 TASK_NAME = "ner"
@@ -125,9 +126,9 @@ class NerSet:
         self.arrays = ner_data.feature_arrays(self.features)
 
 
-def load_set(path: str, limit: int | None, tokenizer: tokenization.FullTokenizer) -> NerSet:
+def load_set(path: str, limit: int, tokenizer: tokenization.FullTokenizer) -> NerSet:
     sentences = read_ner_file(path)
-    if limit is not None:
+    if limit > 0:
         sentences = sentences[:limit]
     data = NerSet(sentences, tokenizer, FLAGS.max_seq_length, FLAGS.window_stride)
     windowed = len(data.features) - len(data.sentences)
@@ -161,10 +162,11 @@ def validate_flags() -> None:
             raise InputError(f"--{name} is required")
     if FLAGS.task_name.lower() != TASK_NAME:
         raise InputError(f"Task not found: {FLAGS.task_name} (this script runs task `ner` only)")
-    if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict):
-        raise InputError("At least one of `do_train`, `do_eval` or `do_predict' must be True.")
-    if FLAGS.do_train_and_eval and not (FLAGS.do_train and FLAGS.do_eval):
-        raise InputError("--do_train_and_eval needs --do_train=true and --do_eval=true, as the original scripts")
+    if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict or FLAGS.do_train_and_eval):
+        raise InputError("At least one of `do_train`, `do_eval`, `do_train_and_eval` or `do_predict` must be True.")
+    for name in ("train_batch_size", "eval_batch_size", "predict_batch_size", "max_seq_length"):
+        if getattr(FLAGS, name) < 1:
+            raise InputError(f"--{name} must be positive, got {getattr(FLAGS, name)}")
     if FLAGS.window_stride < 1:
         raise InputError(f"--window_stride must be positive, got {FLAGS.window_stride}")
     if FLAGS.use_tpu or FLAGS.master or FLAGS.tpu_name:
@@ -173,6 +175,8 @@ def validate_flags() -> None:
 
 def run() -> None:
     validate_flags()
+    do_train = FLAGS.do_train or FLAGS.do_train_and_eval
+    do_eval = FLAGS.do_eval or FLAGS.do_train_and_eval
     finetuning.set_seed(FLAGS.seed)
     output_dir = FLAGS.output_dir
     os.makedirs(output_dir, exist_ok=True)
@@ -182,19 +186,20 @@ def run() -> None:
     model = NerModel(encoder, config)
     predict_fn = make_predict_fn(model)
     data_dir = FLAGS.data_dir
-    dev = load_set(os.path.join(data_dir, "dev.txt"), FLAGS.max_eval_examples, tokenizer) if FLAGS.do_eval else None
+    dev = load_set(os.path.join(data_dir, "dev.txt"), FLAGS.max_eval_examples, tokenizer) if do_eval else None
 
     def evaluate() -> dict[str, Any]:
         outputs = finetuning.run_batches(predict_fn, dev.arrays, FLAGS.eval_batch_size, desc="evaluating")
         return score(dev, outputs, FLAGS.eval_batch_size)[0]
 
-    if FLAGS.do_train:
+    if do_train:
         train = load_set(os.path.join(data_dir, "train.txt"), FLAGS.max_train_examples, tokenizer)
         steps = finetuning.num_train_steps(len(train.features), FLAGS.train_batch_size, FLAGS.num_train_epochs)
         settings = finetuning.TrainingSettings(
             output_dir=output_dir, num_train_steps=steps,
             num_warmup_steps=finetuning.num_warmup_steps(steps, FLAGS.warmup_proportion),
-            learning_rate=FLAGS.learning_rate, save_checkpoints_steps=FLAGS.save_checkpoints_steps)
+            learning_rate=FLAGS.learning_rate, save_checkpoints_steps=FLAGS.save_checkpoints_steps,
+            keep_checkpoint_max=FLAGS.keep_checkpoint_max)
         if checkpoint.latest_checkpoint(output_dir) is None:
             finetuning.initialize_from_checkpoint(FLAGS.init_checkpoint, model)
         batches = finetuning.train_batches(train.arrays, FLAGS.train_batch_size, seed=FLAGS.seed)
@@ -205,7 +210,7 @@ def run() -> None:
         else:
             finetuning.train(model, make_loss_fn(model), batches, settings)
 
-    if FLAGS.do_eval:
+    if do_eval:
         newest = checkpoint.latest_checkpoint(output_dir)
         if newest is not None:
             checkpoint.load_checkpoint(newest, model, log_missing=False)
@@ -222,7 +227,7 @@ def run() -> None:
     if FLAGS.do_predict:
         test = load_set(os.path.join(data_dir, "test.txt"), FLAGS.max_predict_examples, tokenizer)
         ner_data.write_tokens(os.path.join(output_dir, "token_test.txt"), test.features)
-        chosen = checkpoint.latest_checkpoint(output_dir) if FLAGS.do_train else FLAGS.init_checkpoint
+        chosen = checkpoint.latest_checkpoint(output_dir) if do_train else FLAGS.init_checkpoint
         if chosen is None or chosen.strip().lower() in finetuning.NO_CHECKPOINT:
             raise InputError("--do_predict needs a fine-tuned checkpoint: pass --init_checkpoint="
                              "<output_dir>/model.ckpt-N (run_seq_labelling_predict.sh does)")
