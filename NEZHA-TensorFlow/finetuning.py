@@ -17,8 +17,9 @@ dict of tensors. Then:
     outputs = predict_with_checkpoint(model, checkpoint_path, predict_fn, features, batch_size)
 
 `loss_fn(batch)` returns the scalar loss (it is traced inside tf.function with training=True dropout);
-`evaluate_fn()` returns a dict of metrics of the model's current weights; `predict_fn(batch)` (wrap it in
-tf.function) returns a dict of per-example tensors whose first axis is the batch.
+`evaluate_fn()` returns a dict of metrics of the model's current weights (the history adds `global_step`);
+`predict_fn(batch)` (wrap it in tf.function) returns a dict of per-example tensors whose first axis is the
+batch.
 
 Files written under output_dir, in the original's names and formats: `model.ckpt-N` (encoder `bert/...`, the
 head, `global_step` and the AdamWeightDecay slots `<var>/adam_m|adam_v`, every save_checkpoints_steps steps
@@ -328,8 +329,8 @@ def evaluate_checkpoints(model: tf.Module, output_dir: PathLike,
     pending = [p for p in checkpoint.all_checkpoints(output_dir) if checkpoint.checkpoint_step(p) not in done]
     for prefix in pending:
         checkpoint.load_checkpoint(prefix, model, log_missing=False)
-        metrics = dict(evaluate_fn())
-        append_eval_history(output_dir, checkpoint.checkpoint_step(prefix), prefix, metrics)
+        step = checkpoint.checkpoint_step(prefix)
+        append_eval_history(output_dir, step, prefix, {**evaluate_fn(), "global_step": step})
     if pending:
         checkpoint.load_checkpoint(checkpoint.latest_checkpoint(output_dir), model, log_missing=False)
     return read_eval_history(output_dir)
@@ -343,7 +344,7 @@ def train_and_evaluate(model: tf.Module, loss_fn: Callable[[Batch], tf.Tensor], 
     the best history entry."""
 
     def evaluate_saved(step: int, prefix: str) -> None:
-        metrics = dict(evaluate_fn())
+        metrics = {**evaluate_fn(), "global_step": step}
         append_eval_history(settings.output_dir, step, prefix, metrics)
         logging.info("step %d: %s", step, metrics)
 

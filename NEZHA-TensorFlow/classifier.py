@@ -1,0 +1,203 @@
+"""Sentence and sentence-pair classification on NEZHA (the library behind run_classifier.py).
+
+Features are the original's: `[CLS] a [SEP] (b [SEP])`, segment ids 0/1, a pair truncated by popping from
+the longer side, zero padding to max_seq_length. The head is the original's: pooled output -> dropout 0.1
+(training only) -> logits = x . output_weights^T + output_bias (`output_weights` [num_labels, H]); the loss is
+the mean cross-entropy. A regression task (sts-b) has one output and the mean squared error instead.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from tqdm import tqdm
+
+import modeling
+from utils import tokenization
+from utils.errors import InputError
+from utils.fileio import atomic_open
+from utils.metrics import compute_metrics
+from utils.tasks import DataProcessor, InputExample
+
+HEAD_DROPOUT = 0.1          # the original's keep_prob=0.9 on the pooled output
+LABEL_LIST = "label_list.txt"
+FEATURE_NAMES = ("input_ids", "input_mask", "segment_ids", "label_ids")
+
+
+def truncate_seq_pair(tokens_a: list, tokens_b: list, max_length: int) -> None:
+    """Pop tokens from the end of the longer sequence until the pair fits (no randomness, as the original)."""
+    while len(tokens_a) + len(tokens_b) > max_length:
+        (tokens_a if len(tokens_a) > len(tokens_b) else tokens_b).pop()
+
+
+def convert_examples_to_features(examples: Sequence[InputExample], label_list: Sequence[Optional[str]],
+                                 max_seq_length: int, tokenizer: tokenization.FullTokenizer,
+                                 output_mode: str = "classification",
+                                 desc: str = "features") -> dict[str, np.ndarray]:
+    """Input ids, mask, segment ids [N, S] and labels [N] (int ids, or float values for regression).
+
+    An example without a label (a GLUE test set) gets label 0; `has_labels` in the caller decides whether
+    test metrics are computed.
+    """
+    label_map = {label: i for i, label in enumerate(label_list)}
+    count = len(examples)
+    input_ids = np.zeros([count, max_seq_length], np.int32)
+    input_mask = np.zeros([count, max_seq_length], np.int32)
+    segment_ids = np.zeros([count, max_seq_length], np.int32)
+    labels = np.zeros([count], np.float32 if output_mode == "regression" else np.int32)
+    for index, example in enumerate(tqdm(examples, desc=desc, unit="example", leave=False, mininterval=2.0)):
+        tokens_a = tokenizer.tokenize(example.text_a)
+        tokens_b = tokenizer.tokenize(example.text_b) if example.text_b is not None else None
+        if tokens_b is not None:
+            truncate_seq_pair(tokens_a, tokens_b, max_seq_length - 3)
+        else:
+            tokens_a = tokens_a[:max_seq_length - 2]
+        tokens = ["[CLS]"] + tokens_a + ["[SEP]"]
+        segments = [0] * len(tokens)
+        if tokens_b is not None:
+            tokens += tokens_b + ["[SEP]"]
+            segments += [1] * (len(tokens_b) + 1)
+        ids = tokenizer.convert_tokens_to_ids(tokens)
+        input_ids[index, :len(ids)] = ids
+        input_mask[index, :len(ids)] = 1
+        segment_ids[index, :len(ids)] = segments
+        if example.label is not None:
+            if output_mode == "regression":
+                labels[index] = float(example.label)
+            elif example.label in label_map:
+                labels[index] = label_map[example.label]
+            else:
+                raise InputError(f"example {example.guid}: label {example.label!r} is not in the label list "
+                                 f"({', '.join(map(str, label_list))})")
+        if index < 3:
+            logging.info("*** Example %s ***\ntokens: %s\ninput_ids: %s\nlabel: %s", example.guid,
+                         " ".join(tokens), " ".join(map(str, ids)), example.label)
+    return {"input_ids": input_ids, "input_mask": input_mask, "segment_ids": segment_ids, "label_ids": labels}
+
+
+# ------------------------------------------------------------------------------------------------ labels
+
+def write_label_list(output_dir: str, labels: Sequence[str]) -> str:
+    path = os.path.join(output_dir, LABEL_LIST)
+    with atomic_open(path) as handle:
+        for label in labels:
+            handle.write(f"{label}\n")
+    return path
+
+
+def read_label_list(output_dir: str) -> Optional[list[str]]:
+    """The labels written at training time (one per line), or None when output_dir has none."""
+    path = os.path.join(output_dir, LABEL_LIST)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        labels = [line.rstrip("\n") for line in handle if line.strip()]
+    if not labels:
+        raise InputError("empty label list (expected one label per line)", path)
+    return labels
+
+
+def label_list_for(processor: DataProcessor, data_dir: str, output_dir: str, do_train: bool) -> list:
+    """Training writes the task's labels to output_dir/label_list.txt; evaluation and prediction read them
+    from there (falling back to the task's own labels when a fresh output_dir has none)."""
+    if processor.output_mode == "regression":
+        return [None]
+    if do_train:
+        labels = [str(label) for label in processor.get_labels(data_dir)]
+        write_label_list(output_dir, labels)
+        return labels
+    labels = read_label_list(output_dir)
+    if labels is None:
+        labels = [str(label) for label in processor.get_labels(data_dir)]
+        logging.warning("%s has no %s: using the task's labels %s", output_dir, LABEL_LIST, labels)
+    return labels
+
+
+# ------------------------------------------------------------------------------------------------ model
+
+class ClassifierModel(tf.Module):
+    """The encoder `bert/...` and the original's top-level head `output_weights`/`output_bias`."""
+
+    def __init__(self, encoder: modeling.BertModel, num_labels: int):
+        super().__init__(name=None)
+        self.bert = encoder
+        self.head = modeling.DenseHead(num_labels, encoder.config.hidden_size, "",
+                                       encoder.config.initializer_range)
+
+    def __call__(self, batch: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        """Logits [B, num_labels] (float32)."""
+        outputs = self.bert(batch["input_ids"], batch["input_mask"], batch["segment_ids"], training=training)
+        return self.head(modeling.dropout(outputs.pooled_output, HEAD_DROPOUT, training))
+
+
+def per_example_loss(logits: tf.Tensor, labels: tf.Tensor, output_mode: str) -> tf.Tensor:
+    """Cross-entropy -sum(one_hot * log_softmax) per example, or the squared error for regression."""
+    if output_mode == "regression":
+        return tf.square(logits[:, 0] - tf.cast(labels, tf.float32))
+    log_probs = tf.nn.log_softmax(logits, axis=-1)
+    one_hot = tf.one_hot(tf.cast(labels, tf.int32), tf.shape(logits)[-1], dtype=tf.float32)
+    return -tf.reduce_sum(one_hot * log_probs, axis=-1)
+
+
+def numpy_per_example_loss(logits: np.ndarray, labels: np.ndarray, output_mode: str) -> np.ndarray:
+    if output_mode == "regression":
+        return np.square(logits[:, 0] - labels.astype(np.float64))
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return -log_probs[np.arange(len(labels)), labels.astype(np.int64)]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def predictions_of(logits: np.ndarray, output_mode: str) -> np.ndarray:
+    return logits[:, 0] if output_mode == "regression" else np.argmax(logits, axis=-1)
+
+
+def metric_key(task_name: str, output_mode: str = "classification") -> str:
+    """The metric that picks the best checkpoint: the original's eval_accuracy; CoLA's MCC and STS-B's
+    correlation as TinyBERT chose them."""
+    if output_mode == "regression" or task_name.lower() == "sts-b":
+        return "eval_corr"
+    return "eval_mcc" if task_name.lower() == "cola" else "eval_accuracy"
+
+
+def evaluation_metrics(task_name: str, output_mode: str, logits: np.ndarray, labels: np.ndarray,
+                       batch_size: int, global_step: int) -> dict[str, Any]:
+    """The original's keys (eval_accuracy, eval_loss = mean per-example loss, loss = mean of the per-batch
+    mean losses, global_step) plus the task's own metrics as eval_<name> (eval_mcc, eval_f1, eval_corr...)."""
+    losses = numpy_per_example_loss(logits, labels, output_mode)
+    batch_means = [losses[i:i + batch_size].mean() for i in range(0, len(losses), batch_size)]
+    preds = predictions_of(logits, output_mode)
+    metrics: dict[str, Any] = {"eval_loss": float(losses.mean()), "loss": float(np.mean(batch_means)),
+                               "global_step": int(global_step)}
+    if output_mode != "regression":
+        metrics["eval_accuracy"] = float((preds == labels).mean())
+    for key, value in compute_metrics(task_name, preds, labels).items():
+        if key != "acc":
+            metrics[f"eval_{key}"] = float(value)
+    return metrics
+
+
+def write_test_predictions(output_dir: str, examples: Sequence[InputExample], logits: np.ndarray,
+                           label_list: Sequence[Optional[str]], output_mode: str) -> None:
+    """test_results.tsv: Google BERT's one line of tab-separated class probabilities per example (the
+    predicted value for regression); test_predictions.tsv: `guid<TAB>prediction` with a header."""
+    with atomic_open(os.path.join(output_dir, "test_results.tsv")) as handle:
+        if output_mode == "regression":
+            for value in logits[:, 0]:
+                handle.write(f"{float(value)}\n")
+        else:
+            for row in softmax(logits.astype(np.float64)):
+                handle.write("\t".join(str(float(p)) for p in row) + "\n")
+    preds = predictions_of(logits, output_mode)
+    with atomic_open(os.path.join(output_dir, "test_predictions.tsv")) as handle:
+        handle.write("guid\tprediction\n")
+        for example, pred in zip(examples, preds):
+            text = f"{float(pred)}" if output_mode == "regression" else str(label_list[int(pred)])
+            handle.write(f"{example.guid}\t{text}\n")
