@@ -159,14 +159,6 @@ def predictions_of(logits: np.ndarray, output_mode: str) -> np.ndarray:
     return logits[:, 0] if output_mode == "regression" else np.argmax(logits, axis=-1)
 
 
-def metric_key(task_name: str, output_mode: str = "classification") -> str:
-    """The metric that picks the best checkpoint: the original's eval_accuracy; CoLA's MCC and STS-B's
-    correlation as TinyBERT chose them."""
-    if output_mode == "regression" or task_name.lower() == "sts-b":
-        return "eval_corr"
-    return "eval_mcc" if task_name.lower() == "cola" else "eval_accuracy"
-
-
 def evaluation_metrics(task_name: str, output_mode: str, logits: np.ndarray, labels: np.ndarray,
                        batch_size: int, global_step: int) -> dict[str, Any]:
     """The original's keys (eval_accuracy, eval_loss = mean per-example loss, loss = mean of the per-batch

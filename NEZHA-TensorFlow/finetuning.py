@@ -26,11 +26,11 @@ head, `global_step` and the AdamWeightDecay slots `<var>/adam_m|adam_v`, every s
 and at the last step, all kept); `eval/eval_history.jsonl` (one `{"step", "checkpoint", "metrics"}` object per
 evaluated checkpoint, replacing read_tf_events.py's event files) and `eval/all_eval_points_results.txt`
 (`step N: value` lines and `----best_result: max`); `eval_results.txt` (`key = value`, written by the entry
-through `write_eval_results`).
+through `write_eval_results`). The history functions live in eval_history.py (free of TensorFlow, for
+select_best.py) and are re-exported here.
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 from dataclasses import dataclass, field
@@ -44,6 +44,8 @@ from tqdm import tqdm
 import checkpoint
 import modeling
 import optimization
+from eval_history import (ALL_EVAL_POINTS, EVAL_DIR, EVAL_HISTORY, append_eval_history, best_entry, eval_dir,
+                          metric_for_task, plain, read_eval_history, write_eval_points)
 from utils.errors import InputError, require_file
 from utils.fileio import atomic_open, write_key_values
 
@@ -51,9 +53,6 @@ Features = Mapping[str, np.ndarray]
 Batch = dict[str, tf.Tensor]
 PathLike = Union[str, os.PathLike]
 
-EVAL_DIR = "eval"
-EVAL_HISTORY = "eval_history.jsonl"
-ALL_EVAL_POINTS = "all_eval_points_results.txt"
 EVAL_RESULTS = "eval_results.txt"
 NO_CHECKPOINT = ("none", "")
 MODEL_DIR_HINT = ("put the released NEZHA files (model.ckpt.index, model.ckpt.data-00000-of-00001) in "
@@ -244,81 +243,12 @@ def train(model: tf.Module, loss_fn: Callable[[Batch], tf.Tensor], batches: tf.d
 
 # ------------------------------------------------------------------------------------------------ evaluation
 
-def eval_dir(output_dir: PathLike) -> str:
-    return os.path.join(os.fspath(output_dir), EVAL_DIR)
-
-
-def read_eval_history(output_dir: PathLike) -> list[dict[str, Any]]:
-    """The evaluated checkpoints of output_dir, one entry per step (the latest evaluation of a step wins),
-    by step."""
-    path = os.path.join(eval_dir(output_dir), EVAL_HISTORY)
-    if not os.path.exists(path):
-        return []
-    entries: dict[int, dict[str, Any]] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-                entries[int(entry["step"])] = entry
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                raise InputError("expected a JSON object with step and metrics", path, number) from None
-    return [entries[s] for s in sorted(entries)]
-
-
-def append_eval_history(output_dir: PathLike, step: int, checkpoint_path: str,
-                        metrics: Mapping[str, Any]) -> None:
-    """Add one evaluation to eval/eval_history.jsonl (the whole file is replaced atomically)."""
-    path = os.path.join(eval_dir(output_dir), EVAL_HISTORY)
-    previous = ""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as handle:
-            previous = handle.read()
-    entry = {"step": int(step), "checkpoint": os.path.basename(checkpoint_path),
-             "metrics": {k: _plain(v) for k, v in metrics.items()}}
-    with atomic_open(path) as handle:
-        handle.write(previous)
-        handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
-
-
-def _plain(value: Any) -> Any:
-    """NumPy/TensorFlow scalars as Python numbers (JSON and `key = value` files)."""
-    if isinstance(value, (tf.Tensor, tf.Variable)):
-        value = value.numpy()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def best_entry(history: list[dict[str, Any]], metric_key: str) -> dict[str, Any]:
-    """The entry with the highest metric; ties go to the later step, as read_tf_events.py's dict did."""
-    scored = [e for e in history if metric_key in e["metrics"]]
-    if not scored:
-        raise InputError(f"no evaluation in the history has the metric {metric_key}")
-    return max(scored, key=lambda e: (e["metrics"][metric_key], e["step"]))
-
-
-def write_eval_points(output_dir: PathLike, metric_key: str) -> Optional[dict[str, Any]]:
-    """eval/all_eval_points_results.txt in read_tf_events.py's format; returns the best entry (None when
-    nothing was evaluated)."""
-    history = [e for e in read_eval_history(output_dir) if metric_key in e["metrics"]]
-    if not history:
-        return None
-    best = best_entry(history, metric_key)
-    with atomic_open(os.path.join(eval_dir(output_dir), ALL_EVAL_POINTS)) as handle:
-        for entry in history:
-            handle.write(f"step {entry['step']}: {entry['metrics'][metric_key]}\n")
-        handle.write(f"----best_result: {best['metrics'][metric_key]}\n")
-    return best
-
-
 def write_eval_results(path: PathLike, metrics: Mapping[str, Any]) -> None:
     """The original's `key = value` results file (eval_results.txt, eval/test_results.txt)."""
-    write_key_values(path, {k: _plain(v) for k, v in metrics.items()})
+    write_key_values(path, {k: plain(v) for k, v in metrics.items()})
     print(f"***** Eval results: {os.fspath(path)} *****", flush=True)
     for key in sorted(metrics):
-        print(f"  {key} = {_plain(metrics[key])}", flush=True)
+        print(f"  {key} = {plain(metrics[key])}", flush=True)
 
 
 def evaluate_checkpoints(model: tf.Module, output_dir: PathLike,

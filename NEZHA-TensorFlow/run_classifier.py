@@ -137,7 +137,7 @@ def main(argv: list[str]) -> None:
 
         if FLAGS.do_train_and_eval:
             result, best = finetuning.train_and_evaluate(model, loss_fn, batches, settings, evaluate,
-                                                         classifier.metric_key(task_name, mode))
+                                                         finetuning.metric_for_task(task_name))
             if best is not None:
                 print(f"best checkpoint: {best['checkpoint']} ({best['metrics']})", flush=True)
         else:
