@@ -177,23 +177,31 @@ def run() -> None:
     validate_flags()
     do_train = FLAGS.do_train or FLAGS.do_train_and_eval
     do_eval = FLAGS.do_eval or FLAGS.do_train_and_eval
-    finetuning.set_seed(FLAGS.seed)
     output_dir = FLAGS.output_dir
+    if FLAGS.do_predict and not do_train and (
+            FLAGS.init_checkpoint is None or FLAGS.init_checkpoint.strip().lower() in finetuning.NO_CHECKPOINT):
+        raise InputError("--do_predict needs a fine-tuned checkpoint: pass --init_checkpoint=<output_dir>/"
+                         "model.ckpt-N (run_seq_labelling_predict.sh does)")
+    finetuning.set_seed(FLAGS.seed)
+    tokenizer = tokenization.FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
+
+    def load(split: str, limit: int, wanted: bool) -> NerSet | None:
+        return load_set(os.path.join(FLAGS.data_dir, f"{split}.txt"), limit, tokenizer) if wanted else None
+
+    train = load("train", FLAGS.max_train_examples, do_train)
+    dev = load("dev", FLAGS.max_eval_examples, do_eval)
+    test = load("test", FLAGS.max_predict_examples, FLAGS.do_predict)
     os.makedirs(output_dir, exist_ok=True)
     ner_data.write_label_map(output_dir)
-    tokenizer = tokenization.FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
     config, encoder = finetuning.build_encoder(FLAGS.bert_config_file, FLAGS.max_seq_length)
     model = NerModel(encoder, config)
     predict_fn = make_predict_fn(model)
-    data_dir = FLAGS.data_dir
-    dev = load_set(os.path.join(data_dir, "dev.txt"), FLAGS.max_eval_examples, tokenizer) if do_eval else None
 
     def evaluate() -> dict[str, Any]:
         outputs = finetuning.run_batches(predict_fn, dev.arrays, FLAGS.eval_batch_size, desc="evaluating")
         return score(dev, outputs, FLAGS.eval_batch_size)[0]
 
-    if do_train:
-        train = load_set(os.path.join(data_dir, "train.txt"), FLAGS.max_train_examples, tokenizer)
+    if train is not None:
         steps = finetuning.num_train_steps(len(train.features), FLAGS.train_batch_size, FLAGS.num_train_epochs)
         settings = finetuning.TrainingSettings(
             output_dir=output_dir, num_train_steps=steps,
@@ -210,33 +218,29 @@ def run() -> None:
         else:
             finetuning.train(model, make_loss_fn(model), batches, settings)
 
-    if do_eval:
+    if dev is not None:
         newest = checkpoint.latest_checkpoint(output_dir)
         if newest is not None:
             checkpoint.load_checkpoint(newest, model, log_missing=False)
-            step = checkpoint.checkpoint_step(newest)
         else:
             finetuning.initialize_from_checkpoint(FLAGS.init_checkpoint, model)
-            step = 0
         outputs = finetuning.run_batches(predict_fn, dev.arrays, FLAGS.eval_batch_size, desc="evaluating")
         result, tags = score(dev, outputs, FLAGS.eval_batch_size)
-        result["global_step"] = step
+        result["global_step"] = max(checkpoint.checkpoint_step(newest), 0) if newest else 0
         ner_data.write_predictions(os.path.join(output_dir, "dev_predictions.txt"), dev.sentences, tags)
         finetuning.write_eval_results(os.path.join(output_dir, finetuning.EVAL_RESULTS), result)
 
-    if FLAGS.do_predict:
-        test = load_set(os.path.join(data_dir, "test.txt"), FLAGS.max_predict_examples, tokenizer)
+    if test is not None:
         ner_data.write_tokens(os.path.join(output_dir, "token_test.txt"), test.features)
         chosen = checkpoint.latest_checkpoint(output_dir) if do_train else FLAGS.init_checkpoint
-        if chosen is None or chosen.strip().lower() in finetuning.NO_CHECKPOINT:
-            raise InputError("--do_predict needs a fine-tuned checkpoint: pass --init_checkpoint="
-                             "<output_dir>/model.ckpt-N (run_seq_labelling_predict.sh does)")
         outputs = finetuning.predict_with_checkpoint(model, chosen, predict_fn, test.arrays,
                                                      FLAGS.predict_batch_size)
         result, tags = score(test, outputs, FLAGS.predict_batch_size)
-        result["global_step"] = checkpoint.checkpoint_step(checkpoint.resolve_checkpoint(chosen))
+        result["global_step"] = max(checkpoint.checkpoint_step(checkpoint.resolve_checkpoint(chosen)), 0)
         ner_data.write_predictions(os.path.join(output_dir, "test_predictions.txt"), test.sentences, tags)
         finetuning.write_eval_results(os.path.join(finetuning.eval_dir(output_dir), "test_results.txt"), result)
+        print(f"wrote {os.path.join(output_dir, 'test_predictions.txt')} ({len(test.sentences)} sentences)",
+              flush=True)
 
 
 @exit_on_input_error
