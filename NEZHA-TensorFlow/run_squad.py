@@ -75,9 +75,10 @@ flags.DEFINE_integer("num_tpu_cores", 8, "Accepted for compatibility and ignored
 flags.DEFINE_bool("verbose_logging", False, "Log the first features of every set.")
 flags.DEFINE_integer("rand_seed", 12345, "Seed of Python, NumPy and TensorFlow (initialisation, dropout, "
                      "shuffling).")
-flags.DEFINE_integer("max_train_examples", None, "Use only the first N training questions (quick runs; new).")
+flags.DEFINE_integer("max_train_examples", None, "Use only the first N training questions (quick runs; 0: all; "
+                     "new).")
 flags.DEFINE_integer("max_predict_examples", None, "Use only the first N questions of predict_file and "
-                     "eval_file (quick runs; new).")
+                     "eval_file (quick runs; 0: all; new).")
 
 KEEP_CHECKPOINT_MAX = 2       # the original's RunConfig(keep_checkpoint_max=2)
 METRIC_KEY = "eval_f1"
@@ -128,8 +129,9 @@ def make_predict_fn(model: SquadModel):
 
 
 def load_examples(path: str, limit: Optional[int]) -> list[SquadExample]:
+    """The questions of a JSON file; with a positive `limit`, only the first `limit` (0 or None: all)."""
     examples = read_squad_file(path)
-    return examples[:limit] if limit is not None else examples
+    return examples[:limit] if limit else examples
 
 
 def convert(examples: list[SquadExample], tokenizer: squad_data.ChineseFullTokenizer,
