@@ -41,6 +41,7 @@ class BertConfig:
     layer_norm_eps: float = 1e-12
     position_embedding_type: str = "absolute"
     fit_size: Optional[int] = None
+    classifier_act: str = "relu"
 
     def __init__(
         self,
@@ -558,15 +559,28 @@ class BertForMaskedLM(BertPreTrainedModel):
         return result
 
 
+CLASSIFIER_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": torch.relu,
+    "none": lambda pooled: pooled,
+}
+
+
 class TinyBertForSequenceClassification(BertPreTrainedModel):
     """Teacher and student of task distillation: logits = classifier(relu(pooled)), no dropout, as the original.
 
     The paper's results come from this head (maintainers, issue #14); a teacher fine-tuned with the usual
-    classifier(dropout(pooled)) head gets different logits here.
+    classifier(dropout(pooled)) head gets different logits here. The config key classifier_act ("relu",
+    the default, or "none") selects the activation, so a classifier converted from NEZHA-TensorFlow's
+    run_classifier.py (logits = pooled W^T + b) keeps its exact logits.
     """
 
     def __init__(self, config: BertConfig, num_labels: int, fit_size: Optional[int] = None):
         super().__init__(config)
+        if config.classifier_act not in CLASSIFIER_ACTIVATIONS:
+            raise InputError(
+                f"config: classifier_act '{config.classifier_act}' is not one of {sorted(CLASSIFIER_ACTIVATIONS)}"
+            )
+        self.classifier_act = CLASSIFIER_ACTIVATIONS[config.classifier_act]
         self.num_labels = num_labels
         self.bert = BertModel(config)
         self.classifier = nn.Linear(config.hidden_size, num_labels)
@@ -576,7 +590,7 @@ class TinyBertForSequenceClassification(BertPreTrainedModel):
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, is_student=False):
         """Return (logits, att_output, sequence_output); with is_student every hidden state goes through fit_dense."""
         sequence_output, att_output, pooled_output = self.bert(input_ids, token_type_ids, attention_mask)
-        logits = self.classifier(torch.relu(pooled_output))
+        logits = self.classifier(self.classifier_act(pooled_output))
         if is_student:
             sequence_output = [self.fit_dense(layer) for layer in sequence_output]
         return logits, att_output, sequence_output
