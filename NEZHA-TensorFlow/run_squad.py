@@ -220,27 +220,34 @@ def run() -> None:
     validate_flags()
     finetuning.set_seed(FLAGS.rand_seed)
     output_dir = FLAGS.output_dir
-    os.makedirs(output_dir, exist_ok=True)
     tokenizer = squad_data.ChineseFullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
-    config, encoder = finetuning.build_encoder(FLAGS.bert_config_file, FLAGS.max_seq_length)
-    model = SquadModel(encoder, config)
-    predict_fn = make_predict_fn(model)
-    dev = None
-    if FLAGS.do_predict or FLAGS.do_train_and_eval:
-        dev = convert(load_examples(FLAGS.predict_file, FLAGS.max_predict_examples), tokenizer, False,
-                      FLAGS.predict_file)
-        dev_arrays = squad_data.feature_arrays(dev.features, is_training=False)
-
-    def evaluate() -> dict[str, Any]:
-        outputs = finetuning.run_batches(predict_fn, dev_arrays, FLAGS.predict_batch_size, desc="evaluating")
-        predictions, _ = squad_data.write_predictions_data(dev, outputs["start_logits"], outputs["end_logits"],
-                                                           FLAGS.n_best_size, FLAGS.max_answer_length)
-        return score(dev, predictions) or {}
-
+    # Every input is read before a model is built, so a bad file stops the run at once.
+    train = dev = test = None
     if FLAGS.do_train:
         examples = load_examples(FLAGS.train_file, FLAGS.max_train_examples)
         random.Random(FLAGS.rand_seed).shuffle(examples)
         train = convert(examples, tokenizer, True, FLAGS.train_file)
+    if FLAGS.do_predict or FLAGS.do_train_and_eval:
+        dev = convert(load_examples(FLAGS.predict_file, FLAGS.max_predict_examples), tokenizer, False,
+                      FLAGS.predict_file)
+    if FLAGS.do_eval:
+        test = convert(load_examples(FLAGS.eval_file, FLAGS.max_predict_examples), tokenizer, False,
+                       FLAGS.eval_file)
+    if not FLAGS.do_train:
+        prediction_checkpoint(output_dir)
+    os.makedirs(output_dir, exist_ok=True)
+    config, encoder = finetuning.build_encoder(FLAGS.bert_config_file, FLAGS.max_seq_length)
+    model = SquadModel(encoder, config)
+    predict_fn = make_predict_fn(model)
+
+    if train is not None:
+        def evaluate() -> dict[str, Any]:
+            outputs = finetuning.run_batches(predict_fn, squad_data.feature_arrays(dev.features, is_training=False),
+                                             FLAGS.predict_batch_size, desc="evaluating")
+            predictions, _ = squad_data.write_predictions_data(dev, outputs["start_logits"], outputs["end_logits"],
+                                                               FLAGS.n_best_size, FLAGS.max_answer_length)
+            return score(dev, predictions) or {}
+
         steps = finetuning.num_train_steps(len(train.examples), FLAGS.train_batch_size, FLAGS.num_train_epochs)
         settings = finetuning.TrainingSettings(
             output_dir=output_dir, num_train_steps=steps,
@@ -258,12 +265,8 @@ def run() -> None:
         else:
             finetuning.train(model, make_loss_fn(model), batches, settings)
 
-    targets = []
-    if FLAGS.do_predict:
-        targets.append((dev, "dev", finetuning.EVAL_RESULTS))
-    if FLAGS.do_eval:
-        test = convert(load_examples(FLAGS.eval_file, FLAGS.max_predict_examples), tokenizer, False,
-                       FLAGS.eval_file)
+    targets = [(dev, "dev", finetuning.EVAL_RESULTS)] if FLAGS.do_predict else []
+    if test is not None:
         targets.append((test, "test", "test_results.txt"))
     if not targets:
         return
