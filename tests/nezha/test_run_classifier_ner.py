@@ -145,18 +145,22 @@ def run_entry(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
+SCRIPT = ROOT / "scripts" / "run_seq_labelling.sh"
+
+
 @pytest.fixture(scope="module")
-def trained(prepared_data: Path, tiny_config: Path, nezha_vocab: Path, tmp_path_factory) -> Path:
-    """A tiny random-init NEZHA trained briefly on real People's Daily sentences, every checkpoint scored
-    on dev, then the test set labelled."""
+def trained(prepared_data: Path, tiny_config: Path, tmp_path_factory) -> Path:
+    """scripts/run_seq_labelling.sh, run from another directory: a tiny random-init NEZHA trained briefly on
+    real People's Daily sentences, every checkpoint scored on dev, the best one labelling the test set."""
     output_dir = tmp_path_factory.mktemp("ner_run")
-    run_entry("--task_name=NER", "--do_train=true", "--do_eval=true", "--do_train_and_eval=true",
-              "--do_predict=true", f"--data_dir={prepared_data / 'peoples_daily_ner'}",
-              f"--vocab_file={nezha_vocab}", f"--bert_config_file={tiny_config}", "--init_checkpoint=none",
-              "--max_seq_length=64", "--window_stride=32", "--train_batch_size=32", "--eval_batch_size=64",
-              "--predict_batch_size=64", "--learning_rate=5e-3", "--num_train_epochs=1",
-              "--max_train_examples=4000", "--max_eval_examples=300", "--max_predict_examples=200",
-              "--save_checkpoints_steps=60", f"--output_dir={output_dir}")
+    settings = dict(DATA_DIR=str(prepared_data / "peoples_daily_ner"), BERT_CONFIG=str(tiny_config),
+                    INIT_CHECKPOINT="none", OUTPUT_DIR=str(output_dir), MAX_SEQ_LENGTH="64", WINDOW_STRIDE="32",
+                    TRAIN_BATCH_SIZE="32", EVAL_BATCH_SIZE="64", PREDICT_BATCH_SIZE="64", EPOCHS="1", LR="2e-3",
+                    SAVE_STEPS="50", MAX_TRAIN_EXAMPLES="2500", MAX_EVAL_EXAMPLES="300", MAX_PREDICT_EXAMPLES="200")
+    result = subprocess.run(["bash", str(SCRIPT)], env={**env(), **settings}, cwd=tmp_path_factory.mktemp("cwd"),
+                            capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return output_dir
 
 
@@ -168,13 +172,13 @@ def test_tiny_model_learns_entities_on_dev(trained: Path, prepared_data: Path, t
     # always predicting O (the majority tag) scores 0 entity F1
     assert float(results["eval_entity_f1"]) > 0.05
     assert float(results["eval_f"]) > 0.1
-    sentences = read_ner_file(prepared_data / "peoples_daily_ner" / "train.txt")[:4000]
+    sentences = read_ner_file(prepared_data / "peoples_daily_ner" / "train.txt")[:2500]
     windows = len(ner_data.convert_sentences(sentences, tokenizer, 64, 32))
     assert windows > len(sentences)
     steps = int(windows / 32 * 1.0)
     assert int(results["global_step"]) == steps
     history = [json.loads(line) for line in (trained / "eval" / "eval_history.jsonl").read_text().splitlines()]
-    assert [h["step"] for h in history] == list(range(60, steps, 60)) + [steps]
+    assert [h["step"] for h in history] == list(range(50, steps, 50)) + [steps]
     assert all("eval_entity_f1" in h["metrics"] for h in history)
     assert history[-1]["metrics"]["eval_entity_f1"] == pytest.approx(float(results["eval_entity_f1"]))
 
@@ -192,8 +196,15 @@ def test_prediction_files(trained: Path, prepared_data: Path):
         assert [line[1] for line in lines] == sentence.tags
         assert all(len(line) == 3 and line[2] in tags for line in lines)
     assert any(line.split(" ")[2] != "O" for block in blocks for line in block.split("\n"))
+    # labelled with the checkpoint of the best dev entity F1, which select_best.py chose
+    history = [json.loads(line) for line in (trained / "eval" / "eval_history.jsonl").read_text().splitlines()]
+    best = max(history, key=lambda h: (h["metrics"]["eval_entity_f1"], h["step"]))
+    assert (trained / "best_checkpoint.txt").read_text().strip() == str(trained / best["checkpoint"])
     test_results = read_key_values(trained / "eval" / "test_results.txt")
+    assert int(test_results["global_step"]) == best["step"]
     assert float(test_results["eval_entity_f1"]) > 0.05
+    assert (trained / "eval" / "all_eval_points_results.txt").read_text().splitlines()[-1] == (
+        f"----best_result: {best['metrics']['eval_entity_f1']}")
     # token_test.txt: every window's tokens, [CLS] and [SEP] included, no padding
     tokens = (trained / "token_test.txt").read_text(encoding="utf-8").split("\n")[:-1]
     assert tokens.count("[CLS]") == tokens.count("[SEP]") >= len(sentences)
@@ -216,3 +227,14 @@ def test_bad_tag_line_stops_with_the_file_and_line(prepared_data: Path, tiny_con
     assert f"{data / 'test.txt'}:5:" in result.stderr and "B-PLACE" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out" / "test_predictions.txt").exists()
+
+
+def test_script_stops_without_a_checkpoint(prepared_data: Path, tmp_path: Path):
+    settings = dict(DATA_DIR=str(prepared_data / "peoples_daily_ner"), INIT_CHECKPOINT=str(tmp_path / "model.ckpt"),
+                    OUTPUT_DIR=str(tmp_path / "out"))
+    result = subprocess.run(["bash", str(SCRIPT)], env={**env(), **settings}, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert f"{tmp_path / 'model.ckpt'}: checkpoint not found" in result.stderr
+    assert "INIT_CHECKPOINT=none" in result.stderr
+    assert not (tmp_path / "out").exists()
