@@ -13,12 +13,15 @@ select_best.py picks the best checkpoint.
 
 Changes from the original: sentences longer than max_seq_length - 2 tokens are split into overlapping windows
 (--window_stride) instead of being truncated; every blank line ends a sentence (the original merged
-sentences not ending in 。 and dropped the last one); the test evaluation runs only with --do_predict.
+sentences not ending in 。 and dropped the last one); the test evaluation runs only with --do_predict, with
+--init_checkpoint (a fine-tuned checkpoint, or a directory: its newest) or, after training in the same run,
+with the trained model, and it writes per-character predictions; a character the tokenizer drops keeps a
+place as [UNK].
 """
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -76,6 +79,7 @@ flags.DEFINE_integer("seed", 12345, "Seed of initialisation, dropout and shuffli
 TASK_NAME = "ner"
 METRIC_KEY = "eval_entity_f1"
 DROPOUT_RATE = 0.1   # the original's keep_prob 0.9 on the sequence output
+ENTITY_TYPES = ("PER", "ORG", "LOC")   # always reported, so every evaluation has the same keys
 
 
 class NerModel(tf.Module):
@@ -101,13 +105,13 @@ def token_losses(logits: tf.Tensor, label_ids: tf.Tensor) -> tf.Tensor:
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(label_ids, tf.int32), logits=logits)
 
 
-def make_loss_fn(model: NerModel):
+def make_loss_fn(model: NerModel) -> Callable[[Mapping[str, tf.Tensor]], tf.Tensor]:
     def loss_fn(batch: Mapping[str, tf.Tensor]) -> tf.Tensor:
         return tf.reduce_sum(token_losses(model(batch, training=True), batch["label_ids"]))
     return loss_fn
 
 
-def make_predict_fn(model: NerModel):
+def make_predict_fn(model: NerModel) -> Callable[[Mapping[str, tf.Tensor]], dict[str, tf.Tensor]]:
     @tf.function
     def predict_fn(batch: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         logits = model(batch, training=False)
@@ -147,12 +151,13 @@ def score(data: NerSet, outputs: Mapping[str, np.ndarray], batch_size: int) -> t
         "eval_precision": token["precision"], "eval_recall": token["recall"], "eval_f": token["f"],
         "eval_entity_precision": entity["precision"], "eval_entity_recall": entity["recall"],
         "eval_entity_f1": entity["f1"],
-        # the Estimator's `loss`: the mean over batches of the summed batch loss
+        # the Estimator's `loss`: the training loss (summed over a batch) averaged over the evaluation batches
         "loss": float(np.mean(outputs["loss"]) * batch_size),
     }
-    for kind, values in entity["per_type"].items():
-        for name in ("precision", "recall", "f1"):
-            result[f"eval_entity_{kind}_{name}"] = values[name]
+    zero = {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    for kind in sorted(set(ENTITY_TYPES) | set(entity["per_type"])):
+        for name, value in entity["per_type"].get(kind, zero).items():
+            result[f"eval_entity_{kind}_{name}"] = value
     return result, tags
 
 
