@@ -216,6 +216,13 @@ class MaskedLMCandidates:
             raise InputError(f"--max_seq_length must be at least 5 to hold [CLS] word [SEP] word [SEP], "
                              f"got {self.max_seq_length}")
         vocab = tokenizer.inv_vocab
+        if len(vocab) > model.config.vocab_size:
+            raise InputError(f"the vocabulary has {len(vocab)} tokens but the model only {model.config.vocab_size}: "
+                             "vocab.txt does not belong to this model", tokenizer.vocab_file)
+        absent = [token for token in ("[CLS]", "[SEP]", "[MASK]") if token not in tokenizer.vocab]
+        if absent:
+            raise InputError(f"the vocabulary lacks {', '.join(absent)}, which the masked LM needs",
+                             tokenizer.vocab_file)
         allowed = torch.zeros(model.config.vocab_size, dtype=torch.bool)
         for index in range(min(len(vocab), model.config.vocab_size)):
             allowed[index] = _is_candidate_token(vocab[index], chinese)

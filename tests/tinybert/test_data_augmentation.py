@@ -384,3 +384,17 @@ def test_shell_script_defaults_and_overrides(root: Path, tmp_path: Path):
     missing = subprocess.run(["bash", str(root / "scripts" / "data_augmentation.sh")],
                              env={**env, "TASK_DIR": str(tmp_path / "absent")}, capture_output=True, text=True)
     assert missing.returncode == 1 and "prepare_data.py" in missing.stderr
+
+
+def test_vocabulary_that_does_not_fit_the_model(tmp_path: Path):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "good", "bad"]) + "\n", encoding="utf-8")
+    model = BertForMaskedLM(BertConfig(6, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=16))
+    tokenizer = FullTokenizer(vocab)
+    with pytest.raises(augmentation.InputError, match=r"vocab.txt: the vocabulary lacks \[MASK\]"):
+        MaskedLMCandidates(model, tokenizer, M=2, chinese=False)
+    small = BertForMaskedLM(BertConfig(4, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=16))
+    with pytest.raises(augmentation.InputError, match="has 6 tokens but the model only 4"):
+        MaskedLMCandidates(small, tokenizer, M=2, chinese=False)
