@@ -1,4 +1,4 @@
-"""TinyBERT data augmentation: train.tsv -> train_aug.tsv (the original's flags and output).
+r"""TinyBERT data augmentation: train.tsv -> train_aug.tsv (the original's flags and output).
 
     python data_augmentation.py --pretrained_bert_model ${BERT_BASE_DIR} --glove_embs ${GLOVE_EMB} \
         --glue_dir ${GLUE_DIR} --task_name ${TASK_NAME}
