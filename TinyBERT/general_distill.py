@@ -69,7 +69,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
                         datefmt="%m/%d/%Y %H:%M:%S", level=logging.INFO)
-    means = train(parse_args(argv))
+    means = train(parse_args(argv)).means
     if means and os.environ.get("RANK", "0") == "0":
         print(" ".join(f"{key} = {value}" for key, value in sorted(means.items())))
 

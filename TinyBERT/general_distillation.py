@@ -238,8 +238,14 @@ def _mean_across(values: list[float], runtime: Runtime) -> list[float]:
     return (tensor / runtime.world_size).tolist()
 
 
-def train(args: argparse.Namespace) -> dict:
-    """Run general distillation as general_distill.py's flags say; return the last running means."""
+@dataclass
+class TrainingResult:
+    means: dict  # the last running means (global_step, loss, att_loss, rep_loss)
+    student: TinyBertForPreTraining  # this process's trained replica
+
+
+def train(args: argparse.Namespace) -> TrainingResult:
+    """Run general distillation as general_distill.py's flags say."""
     runtime = setup_runtime(args.local_rank, args.no_cuda)
     logger.info("device: %s rank %d of %d, fp16: %s", runtime.device, runtime.rank, runtime.world_size, args.fp16)
     if args.gradient_accumulation_steps < 1:
@@ -352,7 +358,7 @@ def train(args: argparse.Namespace) -> dict:
         torch.manual_seed(dropout_seed(args.seed, runtime.rank, progress.global_step))
     if runtime.distributed:
         dist.barrier()
-    return means
+    return TrainingResult(means, _unwrap(student))
 
 
 def _running_means(progress: Progress, args: argparse.Namespace, runtime: Runtime) -> dict:
