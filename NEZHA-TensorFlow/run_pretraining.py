@@ -192,7 +192,11 @@ class Pretrainer:
         prefix = None
         if self.engine.is_chief:
             prefix = self._restore_on_chief()
-        self.engine.broadcast_variables(list(self.state().values()))
+        by_dtype: dict[tf.dtypes.DType, list[tf.Variable]] = {}
+        for variable in self.state().values():
+            by_dtype.setdefault(variable.dtype, []).append(variable)
+        for variables in by_dtype.values():  # one collective per dtype: a batched all-reduce needs one dtype
+            self.engine.broadcast_variables(variables)
         return prefix
 
     def _restore_on_chief(self) -> Optional[str]:
