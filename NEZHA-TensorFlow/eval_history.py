@@ -27,7 +27,7 @@ def metric_for_task(task_name: str) -> str:
     classification tasks, except CoLA's MCC and STS-B's correlation (TinyBERT's choice for those)."""
     task = task_name.lower()
     if "ner" in task:
-        return "eval_f1"
+        return "eval_entity_f1"
     return {"cola": "eval_mcc", "sts-b": "eval_corr"}.get(task, "eval_accuracy")
 
 
