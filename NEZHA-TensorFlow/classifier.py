@@ -121,16 +121,17 @@ def label_list_for(processor: DataProcessor, data_dir: str, output_dir: str, do_
 class ClassifierModel(tf.Module):
     """The encoder `bert/...` and the original's top-level head `output_weights`/`output_bias`."""
 
-    def __init__(self, encoder: modeling.BertModel, num_labels: int):
+    def __init__(self, encoder: modeling.BertModel, num_labels: int, dropout_rate: float = HEAD_DROPOUT):
         super().__init__(name=None)
         self.bert = encoder
+        self.dropout_rate = dropout_rate
         self.head = modeling.DenseHead(num_labels, encoder.config.hidden_size, "",
                                        encoder.config.initializer_range)
 
     def __call__(self, batch: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         """Logits [B, num_labels] (float32)."""
         outputs = self.bert(batch["input_ids"], batch["input_mask"], batch["segment_ids"], training=training)
-        return self.head(modeling.dropout(outputs.pooled_output, HEAD_DROPOUT, training))
+        return self.head(modeling.dropout(outputs.pooled_output, self.dropout_rate, training))
 
 
 def per_example_loss(logits: tf.Tensor, labels: tf.Tensor, output_mode: str) -> tf.Tensor:

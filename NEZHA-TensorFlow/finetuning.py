@@ -135,11 +135,42 @@ def num_warmup_steps(train_steps: int, warmup_proportion: float) -> int:
     return int(train_steps * warmup_proportion)
 
 
-def train_batches(features: Features, batch_size: int, seed: int = 12345,
-                  shuffle_buffer: int = 100) -> tf.data.Dataset:
-    """The original's training input: repeat, shuffle(100), batches of exactly batch_size."""
-    dataset = tf.data.Dataset.from_tensor_slices(dict(features)).repeat()
-    return dataset.shuffle(shuffle_buffer, seed=seed).batch(batch_size, drop_remainder=True)
+class TrainBatches:
+    """Training batches of exactly batch_size: the examples of each epoch in a fresh random order, drawn
+    from a NumPy generator of its own (not TensorFlow's global seed), so a resumed run sees exactly the
+    batches an uninterrupted one would have seen from that step on."""
+
+    def __init__(self, features: Features, batch_size: int, seed: int = 12345):
+        self.features = {name: np.asarray(values) for name, values in features.items()}
+        self.num_examples = len(next(iter(self.features.values())))
+        if batch_size < 1 or self.num_examples < batch_size:
+            raise InputError(f"{self.num_examples} training examples cannot fill one batch of {batch_size}")
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
+
+    def from_step(self, step: int = 0) -> Iterator[Batch]:
+        """The batches from `step` on (the stream of epoch permutations, batch_size examples at a time)."""
+        position = step * self.batch_size
+        epoch, offset = divmod(position, self.num_examples)
+        order = self._epoch_order(epoch)[offset:]
+        while True:
+            while len(order) < self.batch_size:
+                epoch += 1
+                order = np.concatenate([order, self._epoch_order(epoch)])
+            rows, order = order[:self.batch_size], order[self.batch_size:]
+            yield {name: tf.convert_to_tensor(values[rows]) for name, values in self.features.items()}
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self.from_step(0)
+
+
+def train_batches(features: Features, batch_size: int, seed: int = 12345) -> TrainBatches:
+    """The training input: repeated, shuffled (a full permutation per epoch, where the original's
+    shuffle(100) buffer mixed only neighbours), batches of exactly batch_size (drop_remainder)."""
+    return TrainBatches(features, batch_size, seed)
 
 
 def run_batches(fn: Callable[[Batch], Mapping[str, tf.Tensor]], features: Features, batch_size: int,
@@ -193,13 +224,15 @@ def _checkpoint_tensors(model: tf.Module, step: optimization.TrainStep) -> dict[
     return tensors
 
 
-def train(model: tf.Module, loss_fn: Callable[[Batch], tf.Tensor], batches: tf.data.Dataset,
-          settings: TrainingSettings, on_checkpoint: Optional[Callable[[int, str], None]] = None) -> TrainResult:
+def train(model: tf.Module, loss_fn: Callable[[Batch], tf.Tensor],
+          batches: Union[TrainBatches, tf.data.Dataset], settings: TrainingSettings,
+          on_checkpoint: Optional[Callable[[int, str], None]] = None) -> TrainResult:
     """Train `model` until settings.num_train_steps, resuming from the newest checkpoint of output_dir.
 
     After an interruption the weights, optimizer slots and global_step come back from the newest complete
     `model.ckpt-N` (like an Estimator restarted on its model_dir, init_checkpoint is then irrelevant) and the
-    input skips the N batches already consumed. `on_checkpoint(step, prefix)` runs after each save, while the
+    input continues after the N batches already consumed (`batches`: train_batches(...), or any repeated
+    tf.data.Dataset of batches, which is skipped). `on_checkpoint(step, prefix)` runs after each save, while the
     model's weights are the saved ones.
     """
     if settings.save_checkpoints_steps < 1:
@@ -219,7 +252,10 @@ def train(model: tf.Module, loss_fn: Callable[[Batch], tf.Tensor], batches: tf.d
         logging.info("%s is already at step %d of %d: nothing to train", settings.output_dir, global_step,
                      settings.num_train_steps)
         return result
-    iterator: Iterator[Batch] = iter(batches.skip(global_step))
+    if isinstance(batches, TrainBatches):
+        iterator: Iterator[Batch] = batches.from_step(global_step)
+    else:
+        iterator = iter(batches.skip(global_step))
     progress = tqdm(total=settings.num_train_steps, initial=global_step, desc="training", unit="step")
     try:
         while global_step < settings.num_train_steps:
@@ -266,7 +302,8 @@ def evaluate_checkpoints(model: tf.Module, output_dir: PathLike,
     return read_eval_history(output_dir)
 
 
-def train_and_evaluate(model: tf.Module, loss_fn: Callable[[Batch], tf.Tensor], batches: tf.data.Dataset,
+def train_and_evaluate(model: tf.Module, loss_fn: Callable[[Batch], tf.Tensor],
+                       batches: Union[TrainBatches, tf.data.Dataset],
                        settings: TrainingSettings, evaluate_fn: Callable[[], Mapping[str, Any]],
                        metric_key: str) -> tuple[TrainResult, Optional[dict[str, Any]]]:
     """--do_train_and_eval: train, evaluating each checkpoint on dev as it is saved, then catch up with any
