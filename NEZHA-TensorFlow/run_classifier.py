@@ -97,6 +97,9 @@ def main(argv: list[str]) -> None:
     os.makedirs(output_dir, exist_ok=True)
     tokenizer = tokenization.FullTokenizer(require_file(FLAGS.vocab_file, "--vocab_file"), FLAGS.do_lower_case)
     _, encoder = finetuning.build_encoder(FLAGS.bert_config_file, FLAGS.max_seq_length)
+    train_examples = []
+    if do_train:      # read (and validate) the training set before anything is written
+        train_examples = _subsample(processor.get_train_examples(FLAGS.data_dir), FLAGS.max_train_examples)
     label_list = classifier.label_list_for(processor, FLAGS.data_dir, output_dir, do_train)
     model = classifier.ClassifierModel(encoder, len(label_list))
     init_report = finetuning.initialize_from_checkpoint(FLAGS.init_checkpoint, model)
@@ -121,7 +124,6 @@ def main(argv: list[str]) -> None:
 
     global_step = _checkpoint_step(FLAGS.init_checkpoint)
     if do_train:
-        train_examples = _subsample(processor.get_train_examples(FLAGS.data_dir), FLAGS.max_train_examples)
         train_features = features_of(train_examples, "train features")
         steps = finetuning.num_train_steps(len(train_examples), FLAGS.train_batch_size, FLAGS.num_train_epochs)
         logging.info("***** Running training *****  examples = %d, batch size = %d, steps = %d",
