@@ -80,7 +80,7 @@ flags.DEFINE_integer("max_train_examples", None, "Use only the first N training 
 flags.DEFINE_integer("max_predict_examples", None, "Use only the first N questions of predict_file and "
                      "eval_file (quick runs; 0: all; new).")
 
-KEEP_CHECKPOINT_MAX = 2       # the original's RunConfig(keep_checkpoint_max=2)
+KEEP_CHECKPOINT_MAX = 2       # the original's RunConfig(keep_checkpoint_max=2); all with --do_train_and_eval
 METRIC_KEY = "eval_f1"
 MASK_ADDER = -10000.0
 
@@ -253,7 +253,7 @@ def run() -> None:
             output_dir=output_dir, num_train_steps=steps,
             num_warmup_steps=finetuning.num_warmup_steps(steps, FLAGS.warmup_proportion),
             learning_rate=FLAGS.learning_rate, save_checkpoints_steps=FLAGS.save_checkpoints_steps,
-            keep_checkpoint_max=KEEP_CHECKPOINT_MAX)
+            keep_checkpoint_max=0 if FLAGS.do_train_and_eval else KEEP_CHECKPOINT_MAX)
         if checkpoint.latest_checkpoint(output_dir) is None:
             finetuning.initialize_from_checkpoint(FLAGS.init_checkpoint, model)
         batches = finetuning.train_batches(squad_data.feature_arrays(train.features, is_training=True),

@@ -210,7 +210,7 @@ def test_tiny_nezha_learns_cmrc_and_writes_the_original_files(prepared_data, nez
     run_entry(f"--vocab_file={nezha_vocab}", f"--bert_config_file={config}", "--init_checkpoint=none",
               "--do_train=true", f"--train_file={prepared_data / 'cmrc' / 'train.json'}", "--max_train_examples=400",
               "--do_predict=true", f"--predict_file={dev_file}", "--do_eval=true", f"--eval_file={eval_file}",
-              "--train_batch_size=16", "--num_train_epochs=2", "--learning_rate=2e-3", "--max_seq_length=128",
+              "--train_batch_size=16", "--num_train_epochs=2", "--learning_rate=1.5e-3", "--max_seq_length=128",
               "--predict_batch_size=32", f"--output_dir={out}")
     predictions = json.loads((out / "dev_predictions.json").read_text(encoding="utf-8"))
     gold = {q["id"]: p["context"] for a in dev["data"] for p in a["paragraphs"] for q in p["qas"]}
@@ -226,6 +226,7 @@ def test_tiny_nezha_learns_cmrc_and_writes_the_original_files(prepared_data, nez
     assert float(results["eval_em"]) == pytest.approx(official["EM"])
     assert float(results["eval_f1"]) == pytest.approx(official["F1"])
     assert results["global_step"] == "50" and int(results["eval_total"]) == len(gold)
+    # 50 steps reach about EM 7 / F1 17 on these 112 questions; the baseline is EM 4.5 / F1 10.3.
     baseline_em, baseline_f1 = first_k_chars_baseline(dev)
     assert official["EM"] > baseline_em and official["F1"] > baseline_f1 + 3, (official, baseline_em, baseline_f1)
     # --do_eval on a file without answers: predictions only.
