@@ -69,47 +69,54 @@ class Options:
     random_seed: Optional[int] = None
 
 
-def define_flags() -> None:
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     """The original's flags with their defaults, --horovod/--distribution, and the new ones."""
     flags.DEFINE_string("bert_config_file", None, "The config json file corresponding to the pre-trained BERT "
-                        "model. This specifies the model architecture.")
-    flags.DEFINE_string("input_file", None, "Input TF example files (can be a glob or comma separated).")
-    flags.DEFINE_string("output_dir", None, "The output directory where the model checkpoints will be written.")
+                        "model. This specifies the model architecture.", flag_values=flag_values)
+    flags.DEFINE_string("input_file", None, "Input TF example files (can be a glob or comma separated).",
+                        flag_values=flag_values)
+    flags.DEFINE_string("output_dir", None, "The output directory where the model checkpoints will be written.",
+                        flag_values=flag_values)
     flags.DEFINE_string("init_checkpoint", None, "Initial checkpoint (usually from a pre-trained BERT model), "
-                        "used when output_dir holds no checkpoint to resume from.")
+                        "used when output_dir holds no checkpoint to resume from.", flag_values=flag_values)
     flags.DEFINE_integer("max_seq_length", 128, "The maximum total input sequence length after WordPiece "
-                         "tokenization. Must match the data file.")
+                         "tokenization. Must match the data file.", flag_values=flag_values)
     flags.DEFINE_integer("max_predictions_per_seq", 20, "Maximum number of masked LM predictions per sequence. "
-                         "Must match the data file.")
-    flags.DEFINE_bool("do_train", True, "Whether to run training.")
-    flags.DEFINE_bool("do_eval", False, "Whether to run eval on the dev set.")
-    flags.DEFINE_integer("train_batch_size", 32, "Total batch size for training (per rank).")
-    flags.DEFINE_integer("eval_batch_size", 8, "Total batch size for eval.")
-    flags.DEFINE_float("learning_rate", 5e-5, "The initial learning rate (times the number of ranks).")
-    flags.DEFINE_integer("num_train_steps", 100000, "Number of training steps.")
-    flags.DEFINE_integer("num_warmup_steps", 10000, "Number of warmup steps.")
-    flags.DEFINE_integer("save_checkpoints_steps", 1000, "How often to save the model checkpoint.")
-    flags.DEFINE_integer("iterations_per_loop", 1000, "Accepted for compatibility; unused, as in the original.")
-    flags.DEFINE_integer("max_eval_steps", 100, "Maximum number of eval steps.")
-    distribution.define_flags()
-    flags.DEFINE_bool("report_loss", False, "Whether to report total loss during training.")
+                         "Must match the data file.", flag_values=flag_values)
+    flags.DEFINE_bool("do_train", True, "Whether to run training.", flag_values=flag_values)
+    flags.DEFINE_bool("do_eval", False, "Whether to run eval on the dev set.", flag_values=flag_values)
+    flags.DEFINE_integer("train_batch_size", 32, "Total batch size for training (per rank).", flag_values=flag_values)
+    flags.DEFINE_integer("eval_batch_size", 8, "Total batch size for eval.", flag_values=flag_values)
+    flags.DEFINE_float("learning_rate", 5e-5, "The initial learning rate (times the number of ranks).",
+                       flag_values=flag_values)
+    flags.DEFINE_integer("num_train_steps", 100000, "Number of training steps.", flag_values=flag_values)
+    flags.DEFINE_integer("num_warmup_steps", 10000, "Number of warmup steps.", flag_values=flag_values)
+    flags.DEFINE_integer("save_checkpoints_steps", 1000, "How often to save the model checkpoint.",
+                         flag_values=flag_values)
+    flags.DEFINE_integer("iterations_per_loop", 1000, "Accepted for compatibility; unused, as in the original.",
+                         flag_values=flag_values)
+    flags.DEFINE_integer("max_eval_steps", 100, "Maximum number of eval steps.", flag_values=flag_values)
+    distribution.define_flags(flag_values)
+    flags.DEFINE_bool("report_loss", False, "Whether to report total loss during training.", flag_values=flag_values)
     flags.DEFINE_bool("manual_fp16", False, "Whether to use fp32 or fp16 arithmetic on GPU. Manual casting is "
-                      "done instead of using AMP.")
-    flags.DEFINE_bool("use_xla", False, "Whether to enable XLA JIT compilation.")
+                      "done instead of using AMP.", flag_values=flag_values)
+    flags.DEFINE_bool("use_xla", False, "Whether to enable XLA JIT compilation.", flag_values=flag_values)
     flags.DEFINE_bool("use_fp16", False, "Whether to use fp16 (float16 compute, float32 master weights, dynamic "
-                      "loss scaling).")
-    flags.DEFINE_enum("optimizer", "lamb", ["lamb", "adam"], "The optimizer: lamb or adam (AdamWeightDecay).")
-    flags.DEFINE_bool("use_bf16", False, "New: bfloat16 compute with float32 master weights (no loss scaling).")
+                      "loss scaling).", flag_values=flag_values)
+    flags.DEFINE_enum("optimizer", "lamb", ["lamb", "adam"], "The optimizer: lamb or adam (AdamWeightDecay).",
+                      flag_values=flag_values)
+    flags.DEFINE_bool("use_bf16", False, "New: bfloat16 compute with float32 master weights (no loss scaling).",
+                      flag_values=flag_values)
     flags.DEFINE_integer("gradient_accumulation_steps", 1, "New: micro-batches of train_batch_size summed into "
-                         "one optimizer step.")
+                         "one optimizer step.", flag_values=flag_values)
     flags.DEFINE_integer("keep_checkpoint_max", 5, "New: newest checkpoints kept (0 = all); the Estimator's "
-                         "default was 5.")
+                         "default was 5.", flag_values=flag_values)
     flags.DEFINE_integer("display_every", 100, "New: --report_loss prints at step 1 and every this many steps "
-                         "(the original's hook used 100).")
+                         "(the original's hook used 100).", flag_values=flag_values)
     flags.DEFINE_integer("save_summary_steps", 100, "New: TensorBoard summaries every this many steps (the "
-                         "Estimator's default).")
+                         "Estimator's default).", flag_values=flag_values)
     flags.DEFINE_integer("random_seed", None, "New: seed of the initialisation, dropout and input order "
-                         "(unset: nondeterministic, as the original).")
+                         "(unset: nondeterministic, as the original).", flag_values=flag_values)
 
 
 # ------------------------------------------------------------------------------------------------ losses
@@ -396,15 +403,15 @@ def run(options: Options, engine: Optional[distribution.Engine] = None) -> dict[
     config = modeling.BertConfig.from_json_file(options.bert_config_file)
     check_options(options, config)
     files = pretraining_data.expand_input_files(options.input_file)
-    if options.random_seed is not None:
-        tf.random.set_seed(options.random_seed + engine.rank)
-    trainer = Pretrainer(config, options, engine)
     if options.do_train:
         pretraining_data.check_records(engine.shard_files(files), options.max_seq_length,
                                        options.max_predictions_per_seq, config.vocab_size)
     if options.do_eval and engine.is_chief:
         pretraining_data.check_records(files, options.max_seq_length, options.max_predictions_per_seq,
                                        config.vocab_size)
+    if options.random_seed is not None:
+        tf.random.set_seed(options.random_seed + engine.rank)
+    trainer = Pretrainer(config, options, engine)
     if engine.is_chief:
         os.makedirs(options.output_dir, exist_ok=True)
     restored = trainer.restore()

@@ -22,8 +22,10 @@ MAX_PRED = 5
 def records(nezha_vocab: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     directory = tmp_path_factory.mktemp("records")
     corpus = directory / "corpus.txt"
-    corpus.write_text("今天天气很好。\n我们去公园散步。\n公园里有很多人。\n\n北京是中国的首都。\n北京有很多名胜古迹。\n"
-                      "故宫是其中之一。\n长城也很有名。\n\n他喜欢读书。\n图书馆每天都开放。\n", encoding="utf-8")
+    documents = [["今天天气很好。", "我们去公园散步。", "公园里有很多人。"],
+                 ["北京是中国的首都。", "北京有很多名胜古迹。", "故宫是其中之一。", "长城也很有名。"],
+                 ["他喜欢读书。", "图书馆每天都开放。"]]
+    corpus.write_text("\n\n".join("\n".join(d) for d in documents) + "\n", encoding="utf-8")
     outputs = [directory / f"part-{i}.tfrecord" for i in range(3)]
     cpd.create_pretraining_data(str(corpus), ",".join(map(str, outputs)), str(nezha_vocab), max_seq_length=SEQ,
                                 max_predictions_per_seq=MAX_PRED, dupe_factor=4)
