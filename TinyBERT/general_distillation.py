@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
+import random
+import shutil
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -80,10 +82,6 @@ def setup_runtime(local_rank: int, no_cuda: bool) -> Runtime:
 
 
 def seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -225,9 +223,19 @@ def load_training_state(student_model: str, args: argparse.Namespace, world_size
 
 
 def check_output_dir(output_dir: Path, continue_train: bool) -> None:
-    if output_dir.exists() and any(output_dir.iterdir()) and not continue_train:
+    """A new or empty directory, as the original required; --continue_train may resume into a used one, whose
+    half-written temporaries (left by a kill during a save) are removed."""
+    if not output_dir.exists() or not any(output_dir.iterdir()):
+        return
+    if not continue_train:
         raise InputError("output directory already exists and is not empty (use a new one, or --continue_train "
                          "to resume into it)", output_dir)
+    for stale in output_dir.glob(".*.tmp"):
+        if stale.is_file():
+            stale.unlink()
+    for stale in output_dir.glob(".memmap_*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _mean_across(values: list[float], runtime: Runtime) -> list[float]:
@@ -261,6 +269,8 @@ def train(args: argparse.Namespace) -> TrainingResult:
     if runtime.is_main:
         check_output_dir(output_dir, args.continue_train)
         output_dir.mkdir(parents=True, exist_ok=True)
+    if runtime.distributed:
+        dist.barrier()  # other ranks put their memmaps under output_dir only once it is checked
 
     samples_per_epoch, num_data_epochs = discover_epochs(args.pregenerated_data, args.num_train_epochs)
     seq_len = read_metrics(epoch_paths(args.pregenerated_data, 0)[1])["max_seq_len"]

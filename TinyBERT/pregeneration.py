@@ -19,7 +19,7 @@ import sqlite3
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 from tqdm import tqdm
@@ -400,10 +400,3 @@ def generate_epochs(
         create_training_file(docs, vocab_list, options, output_dir, epoch, seed)
         for epoch in range(epochs_to_generate)
     ]
-
-
-def iter_instances(path: Union[str, os.PathLike]) -> Iterator[dict]:
-    """The instances of an epoch file (for tests and tools)."""
-    with open(path, encoding="utf-8") as reader:
-        for line in reader:
-            yield json.loads(line)

@@ -194,3 +194,21 @@ def test_bad_corpus_stops_with_one_message(vocab_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         pregenerate(tmp_path / "missing.txt", vocab_dir, tmp_path / "out")
     assert "training corpus not found" in capsys.readouterr().err
+
+
+def test_pregenerate_script_runs_from_anywhere_with_env_overrides(corpus, vocab_dir, tmp_path, root):
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "CORPUS": str(corpus), "BERT_MODEL": str(vocab_dir),
+           "OUTPUT_DIR": str(tmp_path / "out"), "EPOCHS": "2", "SEQ": "48", "NUM_WORKERS": "2", "SEED": "9",
+           "WHOLE_WORD_MASK": "1"}
+    run = subprocess.run(["bash", str(root / "scripts" / "pregenerate.sh")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    for epoch in range(2):
+        metrics = json.loads((tmp_path / "out" / f"epoch_{epoch}_metrics.json").read_text())
+        assert metrics["max_seq_len"] == 48 and metrics["num_training_examples"] == len(read_epoch(tmp_path / "out", epoch))
+    env["CORPUS"] = str(tmp_path / "missing.txt")
+    run = subprocess.run(["bash", str(root / "scripts" / "pregenerate.sh")], env=env, capture_output=True, text=True)
+    assert run.returncode == 1 and "no corpus at" in run.stderr and "prepare_data.py" in run.stderr
