@@ -4,7 +4,9 @@
         --vocab_file nezha/vocab.txt --output_dir nezha_pytorch
 
 The output (pytorch_model.bin, config.json, vocab.txt) serves as --teacher_model of general_distill.py and
-task_distill.py, and loads in Hugging Face transformers 4.x (NezhaModel / BertModel).
+task_distill.py, and loads in Hugging Face transformers 4.x (NezhaModel / BertModel). A checkpoint fine-tuned by
+run_classifier.py (head output_weights/output_bias) becomes a classifier with the same logits (classifier_act
+"none"); --label_list output_dir/label_list.txt records its label order as id2label/label2id.
 """
 from __future__ import annotations
 
@@ -30,6 +32,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--model_type", choices=MODEL_TYPES, default=None,
                         help="nezha: relative positions, no position embeddings; bert: absolute positions "
                              "(default: from use_relative_position in the config)")
+    parser.add_argument("--label_list", default=None,
+                        help="label_list.txt written by run_classifier.py (one label per line, in logit order): "
+                             "stored as id2label/label2id for a fine-tuned classifier checkpoint")
     return parser.parse_args(argv)
 
 
@@ -37,7 +42,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args = parse_args(argv)
-    report = convert_tf_checkpoint(args.tf_checkpoint, args.bert_config_file, args.vocab_file, args.output_dir, args.model_type)
+    report = convert_tf_checkpoint(args.tf_checkpoint, args.bert_config_file, args.vocab_file, args.output_dir,
+                                   args.model_type, args.label_list)
     print(f"{report['architecture']}: {len(report['converted'])} tensors written to {args.output_dir}; "
           f"skipped {len(report['skipped'])} optimizer/bookkeeping variables")
 
