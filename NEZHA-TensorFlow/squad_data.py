@@ -68,13 +68,10 @@ class ChineseFullTokenizer:
 
 @dataclass
 class DocTokens:
-    """A context as words (customize_tokenizer's) and WordPiece tokens, each with its [start, end) characters."""
+    """A context's WordPiece tokens, each with the [start, end) characters of the context it came from."""
 
-    words: list[str]
-    word_spans: list[tuple[int, int]]
     tokens: list[str]
     token_spans: list[tuple[int, int]]
-    token_to_word: list[int]
 
 
 def split_words(context: str) -> tuple[list[str], list[tuple[int, int]]]:
@@ -113,16 +110,13 @@ def _piece_spans(word: str, span: tuple[int, int], pieces: Sequence[str]) -> lis
 
 
 def tokenize_context(context: str, tokenizer: ChineseFullTokenizer) -> DocTokens:
-    words, word_spans = split_words(context)
     tokens: list[str] = []
     token_spans: list[tuple[int, int]] = []
-    token_to_word: list[int] = []
-    for w, (word, span) in enumerate(zip(words, word_spans)):
+    for word, span in zip(*split_words(context)):
         pieces = tokenizer.tokenize_word(word)
         tokens.extend(pieces)
         token_spans.extend(_piece_spans(word, span, pieces))
-        token_to_word.extend([w] * len(pieces))
-    return DocTokens(words, word_spans, tokens, token_spans, token_to_word)
+    return DocTokens(tokens, token_spans)
 
 
 # ------------------------------------------------------------------------------------------------ answers

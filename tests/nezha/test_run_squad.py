@@ -58,6 +58,24 @@ def test_customize_tokenizer_splits_cjk_punctuation_and_keeps_latin_words():
     assert squad_data.customize_tokenizer("Bill 1998年", do_lower_case=True) == ["bill", "1998", "年"]
 
 
+def test_words_are_customize_tokenizers_with_their_characters(prepared_data):
+    contexts = [e.context for e in read_squad_file(prepared_data / "cmrc" / "dev.json")[:200]]
+    for context in contexts + [CONTEXT, " 前导 空格\tand\u3000tabs ", "\u200b零宽"]:
+        words, spans = squad_data.split_words(context)
+        assert words == squad_data.customize_tokenizer(context)
+        assert [context[a:b] for a, b in spans] == words
+
+
+def test_answer_start_of_an_answer_with_outer_spaces():
+    context = "会见了 江泽民 主席"
+    found = squad_data.locate_answer(SquadExample("q", "谁？", context, [Answer(" 江泽民 ", 3)]))
+    assert found == (4, 7, True)
+    found = squad_data.locate_answer(SquadExample("q", "谁？", context, [Answer("主席", None)]))
+    assert found == (8, 10, False)
+    assert squad_data.locate_answer(SquadExample("q", "谁？", context, [Answer("  ", 0)])) is None
+    assert squad_data.locate_answer(SquadExample("q", "谁？", context, [])) is None
+
+
 def test_every_token_keeps_its_characters(tokenizer, nezha_vocab):
     doc = squad_data.tokenize_context(CONTEXT, tokenizer)
     assert doc.tokens[:6] == ["1998", "年", "1", "月", "，", "江"]
