@@ -140,6 +140,8 @@ class PregeneratedDataset(Dataset):
         self.seq_len = seq_len
         self._temp_dir = None
         if reduce_memory:
+            if working_dir is not None:
+                os.makedirs(working_dir, exist_ok=True)
             self._temp_dir = tempfile.TemporaryDirectory(prefix=".memmap_", dir=working_dir)
             folder = Path(self._temp_dir.name)
 

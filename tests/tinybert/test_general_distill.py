@@ -21,6 +21,7 @@ from pregenerated_data import PregeneratedDataset
 from pregeneration import DocumentDatabase, GenerationOptions, create_training_file, load_corpus
 from transformer.checkpoints import export_config, write_model_directory
 from transformer.modeling import BertConfig, BertModel, TinyBertForPreTraining, TinyBertForSequenceClassification
+from utils.errors import InputError
 from utils.tokenization import BertTokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -303,3 +304,36 @@ def test_bad_input_stops_with_one_clear_message(case, expected, zh_data, tiny_te
     assert stop.value.code == 2
     error = capsys.readouterr().err
     assert expected in error and "Traceback" not in error
+
+
+def test_pregenerated_dataset_features_and_memmaps(tmp_path, nezha_vocab):
+    tokenizer = BertTokenizer.from_pretrained(nezha_vocab)
+    data = tmp_path / "data"
+    data.mkdir()
+    instances = [
+        {"tokens": ["[CLS]", "中", "[MASK]", "[SEP]", "人", "[SEP]"], "segment_ids": [0, 0, 0, 0, 1, 1],
+         "is_random_next": True, "masked_lm_positions": [2], "masked_lm_labels": ["国"]},
+        {"tokens": ["[CLS]", "的", "[SEP]", "了", "[SEP]"], "segment_ids": [0, 0, 0, 1, 1],
+         "is_random_next": False, "masked_lm_positions": [1, 3], "masked_lm_labels": ["的", "是"]},
+    ]
+    (data / "epoch_0.json").write_text("".join(json.dumps(i) + "\n" for i in instances), encoding="utf-8")
+    (data / "epoch_0_metrics.json").write_text(json.dumps({"num_training_examples": 2, "max_seq_len": 8}))
+    ids = tokenizer.vocab
+    in_memory = PregeneratedDataset(data, 0, tokenizer, 1, show_progress=False)
+    on_disk = PregeneratedDataset(data, 3, tokenizer, 1.0, reduce_memory=True, working_dir=tmp_path / "work",
+                                  show_progress=False)  # training epoch 3 reads data epoch 3 % 1 = 0
+    assert [p.suffix for p in next((tmp_path / "work").iterdir()).iterdir()] == [".memmap"] * 5
+    input_ids, mask, segments, labels, is_next = in_memory[0]
+    assert input_ids.tolist() == [ids[t] for t in instances[0]["tokens"]] + [0, 0]
+    assert mask.tolist() == [1] * 6 + [0, 0] and segments.tolist() == [0, 0, 0, 0, 1, 1, 0, 0]
+    assert labels.tolist() == [-1, -1, ids["国"], -1, -1, -1, -1, -1] and is_next.item() == 1
+    assert in_memory[1][3].tolist() == [-1, ids["的"], -1, ids["是"], -1, -1, -1, -1] and in_memory[1][4].item() == 0
+    for index in range(2):
+        for a, b in zip(in_memory[index], on_disk[index]):
+            assert a.dtype == b.dtype == torch.int64 and torch.equal(a, b)
+    on_disk.close()
+    assert list((tmp_path / "work").iterdir()) == []
+    (data / "epoch_0.json").write_text(json.dumps(instances[0]) + "\n{not json\n", encoding="utf-8")
+    with pytest.raises(InputError) as error:
+        PregeneratedDataset(data, 0, tokenizer, 1, show_progress=False)
+    assert f"{data / 'epoch_0.json'}:2: not a JSON instance" in str(error.value)
