@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,18 +34,54 @@ VOCAB = ROOT / "NEZHA-TensorFlow" / "nezha" / "vocab.txt"
 TEACHER = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
 STUDENT = dict(hidden_size=312, num_hidden_layers=4, num_attention_heads=12, intermediate_size=1200)
 SEQ = 128
+# Runs pregenerate_training_data.py in a fresh process and prints its peak RSS in KiB: VmHWM, since getrusage's
+# maxrss would include the RSS of the parent it was forked from.
+MEMORY_PROBE = (
+    "import sys; import pregenerate_training_data as entry; entry.main(sys.argv[1:]); "
+    "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
+)
+
+
+def write_corpus(lines: list[str], path: Path) -> Path:
+    """The first lines of the corpus, cut at a document break."""
+    lines = list(lines)
+    while lines and lines[-1].strip():
+        lines.pop()
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def peak_rss_mib(corpus: Path, out: Path, reduce_memory: bool) -> float:
+    command = [sys.executable, "-c", MEMORY_PROBE, "--train_corpus", str(corpus), "--bert_model", str(VOCAB),
+               "--output_dir", str(out), "--epochs_to_generate", "1", "--seed", "1", "--do_lower_case"]
+    if reduce_memory:
+        command.append("--reduce_memory")
+    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'TinyBERT'}{os.pathsep}{ROOT}")
+    run = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return round(int(run.stdout.strip().splitlines()[-1]) / 1024, 1)
+
+
+def pregeneration_memory(lines: list[str], quick: bool, workdir: Path) -> dict:
+    """Peak RSS of whole pregeneration runs at two corpus sizes: it grows with the corpus in memory, and
+    hardly with --reduce_memory (documents in SQLite on disk)."""
+    result: dict = {}
+    for count in (4000, 16000) if quick else (16000, len(lines)):
+        corpus = write_corpus(lines[:count], workdir / f"memory_{count}.txt")
+        size = f"{corpus.stat().st_size / 2**20:.1f}MiB_corpus"
+        for reduce_memory in (False, True):
+            out = workdir / f"memory_{count}_{reduce_memory}"
+            key = f"peak_rss_mib_{'reduce_memory' if reduce_memory else 'in_memory'}_{size}"
+            result[key] = peak_rss_mib(corpus, out, reduce_memory)
+    return result
 
 
 def pregeneration(quick: bool, workdir: Path) -> dict:
     from utils.prepare_data import prepare_data
 
     prepare_data(workdir / "data")
-    lines = (workdir / "data" / "corpus" / "zh.txt").read_text(encoding="utf-8").splitlines()
-    lines = lines[: 4000 if quick else 20000]
-    while lines and lines[-1].strip():
-        lines.pop()
-    corpus = workdir / "corpus.txt"
-    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    all_lines = (workdir / "data" / "corpus" / "zh.txt").read_text(encoding="utf-8").splitlines()
+    corpus = write_corpus(all_lines[: 4000 if quick else 20000], workdir / "corpus.txt")
+    lines = corpus.read_text(encoding="utf-8").splitlines()
     tokenizer = BertTokenizer.from_pretrained(VOCAB, do_lower_case=True)
     options = GenerationOptions(max_seq_len=SEQ)
     result: dict = {"corpus_lines": len(lines), "epochs": 2}
@@ -59,6 +97,7 @@ def pregeneration(quick: bool, workdir: Path) -> dict:
             result[f"instances_per_s_{workers}_workers"] = round(sum(counts) / seconds, 1)
         result["instances_per_epoch"] = counts[0]
     result["speedup_2_workers"] = round(result["instances_per_s_2_workers"] / result["instances_per_s_1_workers"], 2)
+    result["memory"] = pregeneration_memory(all_lines, quick, workdir)
     return result
 
 
