@@ -212,24 +212,30 @@ def first_k_chars_baseline(dataset: dict) -> tuple[float, float]:
     return max(r["EM"] for r in results), max(r["F1"] for r in results)
 
 
-def test_tiny_nezha_learns_cmrc_and_writes_the_original_files(prepared_data, nezha_vocab, tmp_path):
-    config = tmp_path / "bert_config.json"
+@pytest.fixture(scope="module")
+def trained(prepared_data: Path, nezha_vocab: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """scripts/run_reading.sh as a user runs it, on a tiny random-init NEZHA: 400 real training questions,
+    2 epochs (50 steps), prediction of the first 60 dev passages, then the official evaluator."""
+    tmp = tmp_path_factory.mktemp("reading")
+    config = tmp / "bert_config.json"
     config.write_text(json.dumps(TINY_CONFIG))
     dev = json.loads((prepared_data / "cmrc" / "dev.json").read_text(encoding="utf-8"))
     dev["data"] = dev["data"][:60]
-    dev_file = tmp_path / "dev.json"
+    dev_file = tmp / "dev.json"
     dev_file.write_text(json.dumps(dev, ensure_ascii=False), encoding="utf-8")
-    unanswered = {"data": [{"paragraphs": [{"context": p["context"], "qas": [
-        {"id": q["id"], "question": q["question"]} for q in p["qas"]]} for p in a["paragraphs"]]}
-        for a in dev["data"][:3]]}
-    eval_file = tmp_path / "test.json"
-    eval_file.write_text(json.dumps(unanswered, ensure_ascii=False), encoding="utf-8")
-    out = tmp_path / "out"
-    run_entry(f"--vocab_file={nezha_vocab}", f"--bert_config_file={config}", "--init_checkpoint=none",
-              "--do_train=true", f"--train_file={prepared_data / 'cmrc' / 'train.json'}", "--max_train_examples=400",
-              "--do_predict=true", f"--predict_file={dev_file}", "--do_eval=true", f"--eval_file={eval_file}",
-              "--train_batch_size=16", "--num_train_epochs=2", "--learning_rate=1.5e-3", "--max_seq_length=128",
-              "--predict_batch_size=32", f"--output_dir={out}")
+    out = tmp / "out"
+    settings = {"DATA_DIR": str(prepared_data / "cmrc"), "PREDICT_FILE": str(dev_file), "VOCAB_FILE": str(nezha_vocab),
+                "BERT_CONFIG_FILE": str(config), "INIT_CHECKPOINT": "none", "OUTPUT_DIR": str(out),
+                "MAX_TRAIN_EXAMPLES": "400", "EPOCHS": "2", "BATCH_SIZE": "16", "LEARNING_RATE": "1.5e-3",
+                "MAX_SEQ_LENGTH": "128", "PREDICT_BATCH_SIZE": "32"}
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "run_reading.sh")], env={**env(), **settings},
+                            capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return {"out": out, "dev": dev, "dev_file": dev_file, "config": config, "stdout": result.stdout}
+
+
+def test_tiny_nezha_learns_cmrc_and_writes_the_original_files(trained):
+    out, dev = trained["out"], trained["dev"]
     predictions = json.loads((out / "dev_predictions.json").read_text(encoding="utf-8"))
     gold = {q["id"]: p["context"] for a in dev["data"] for p in a["paragraphs"] for q in p["qas"]}
     assert set(predictions) == set(gold)
@@ -238,20 +244,44 @@ def test_tiny_nezha_learns_cmrc_and_writes_the_original_files(prepared_data, nez
     assert all(nbest[i][0]["text"] == predictions[i] for i in predictions)
     assert all(sum(n["probability"] for n in entries) == pytest.approx(1.0) for entries in nbest.values())
     assert (out / "dev_predictions.json").read_text(encoding="utf-8").startswith('{\n    "PD_DEV')
-    # eval_results.txt holds the official evaluator's scores of dev_predictions.json.
+    assert "400 located by answer_start, 0 by text search" in trained["stdout"]
+    # eval_results.txt holds the official evaluator's scores of dev_predictions.json, as does the script's
+    # final result_metric.txt.
     results = read_key_values(out / "eval_results.txt")
     official = cmrc2018_evaluate.evaluate(dev, predictions)
     assert float(results["eval_em"]) == pytest.approx(official["EM"])
     assert float(results["eval_f1"]) == pytest.approx(official["F1"])
     assert results["global_step"] == "50" and int(results["eval_total"]) == len(gold)
+    metric = json.loads((out / "result_metric.txt").read_text(encoding="utf-8"))
+    assert metric["EM"] == "%.3f" % official["EM"] and metric["F1"] == "%.3f" % official["F1"]
+    assert metric["TOTAL"] == len(gold) and metric["SKIP"] == 0
     # 50 steps reach about EM 7 / F1 17 on these 112 questions; the baseline is EM 4.5 / F1 10.3.
     baseline_em, baseline_f1 = first_k_chars_baseline(dev)
     assert official["EM"] > baseline_em and official["F1"] > baseline_f1 + 3, (official, baseline_em, baseline_f1)
+    assert sorted(p.name for p in out.glob("model.ckpt-*.index")) == ["model.ckpt-50.index"]
+
+
+def test_predict_and_eval_with_a_fine_tuned_checkpoint(trained, nezha_vocab, tmp_path):
+    dev = trained["dev"]
+    unanswered = {"data": [{"paragraphs": [{"context": p["context"], "qas": [
+        {"id": q["id"], "question": q["question"]} for q in p["qas"]]} for p in a["paragraphs"]]}
+        for a in dev["data"][:3]]}
+    eval_file = tmp_path / "test.json"
+    eval_file.write_text(json.dumps(unanswered, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "out"
+    run_entry(f"--vocab_file={nezha_vocab}", f"--bert_config_file={trained['config']}",
+              f"--init_checkpoint={trained['out'] / 'model.ckpt-50'}", "--max_seq_length=128",
+              "--do_predict=true", f"--predict_file={trained['dev_file']}", "--do_eval=true",
+              f"--eval_file={eval_file}", f"--output_dir={out}")
+    # The same checkpoint gives the same dev predictions as right after training.
+    assert (out / "dev_predictions.json").read_text(encoding="utf-8") == \
+        (trained["out"] / "dev_predictions.json").read_text(encoding="utf-8")
+    assert read_key_values(out / "eval_results.txt")["global_step"] == "50"
     # --do_eval on a file without answers: predictions only.
     test_predictions = json.loads((out / "test_predictions.json").read_text(encoding="utf-8"))
     assert set(test_predictions) == {q["id"] for a in unanswered["data"] for p in a["paragraphs"] for q in p["qas"]}
     assert (out / "test_nbest_predictions.json").exists() and not (out / "test_results.txt").exists()
-    assert sorted(p.name for p in out.glob("model.ckpt-*.index")) == ["model.ckpt-50.index"]
+    assert not list(out.glob("model.ckpt-*"))
 
 
 def test_bad_json_record_stops_with_a_clear_message(tmp_path, nezha_vocab):
