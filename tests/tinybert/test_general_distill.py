@@ -337,3 +337,13 @@ def test_pregenerated_dataset_features_and_memmaps(tmp_path, nezha_vocab):
     with pytest.raises(InputError) as error:
         PregeneratedDataset(data, 0, tokenizer, 1, show_progress=False)
     assert f"{data / 'epoch_0.json'}:2: not a JSON instance" in str(error.value)
+
+
+def test_general_distill_script_stops_clearly_without_data_or_teacher(zh_data, tmp_path):
+    script = str(ROOT / "scripts" / "general_distill.sh")
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "PREGENERATED": str(tmp_path / "none")}
+    run = subprocess.run(["bash", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 1 and "run scripts/pregenerate.sh first" in run.stderr
+    env.update(PREGENERATED=str(zh_data), TEACHER=str(tmp_path / "no_teacher"))
+    run = subprocess.run(["bash", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 1 and "convert_nezha_checkpoint.py" in run.stderr and "no_teacher" in run.stderr
