@@ -237,15 +237,6 @@ def distill(args: Any, setup: DistillSetup, train_examples: Sequence[InputExampl
     """
     output_mode = setup.processor.output_mode
     device = setup.device
-    per_step_batch = args.train_batch_size // args.gradient_accumulation_steps
-    train_loader = make_loader(train_examples, setup.processor, setup.label_list, setup.tokenizer,
-                               args.max_seq_length, per_step_batch, train=True)
-    if len(train_loader) == 0:
-        raise InputError(f"the training set has {len(train_examples)} examples, fewer than one batch of "
-                         f"{per_step_batch} (--train_batch_size / --gradient_accumulation_steps)")
-    num_train_optimization_steps = (
-        int(len(train_examples) / per_step_batch / args.gradient_accumulation_steps) * args.num_train_epochs)
-
     teacher = load_task_model(args.teacher_model, setup.task_name, setup.label_list, "teacher",
                               require_classifier=True)
     student = load_task_model(args.student_model, setup.task_name, setup.label_list, "student",
@@ -256,6 +247,15 @@ def distill(args: Any, setup: DistillSetup, train_examples: Sequence[InputExampl
         teacher.model = nn.DataParallel(teacher.model)
         student.model = nn.DataParallel(student.model)
     label_config(_unwrap(student.model).config, setup.label_list)
+
+    per_step_batch = args.train_batch_size // args.gradient_accumulation_steps
+    train_loader = make_loader(train_examples, setup.processor, setup.label_list, setup.tokenizer,
+                               args.max_seq_length, per_step_batch, train=True)
+    if len(train_loader) == 0:
+        raise InputError(f"the training set has {len(train_examples)} examples, fewer than one batch of "
+                         f"{per_step_batch} (--train_batch_size / --gradient_accumulation_steps)")
+    num_train_optimization_steps = (
+        int(len(train_examples) / per_step_batch / args.gradient_accumulation_steps) * args.num_train_epochs)
 
     schedule = "warmup_linear" if args.pred_distill else "none"
     optimizer = BertAdam(_param_groups(student.model), schedule=schedule, lr=args.learning_rate,

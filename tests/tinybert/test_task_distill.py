@@ -1,0 +1,250 @@
+"""task_distill.py end to end on the real ChnSenti set: a small teacher fine-tuned here, a smaller student
+distilled through both stages and evaluated; label-order mapping; bad inputs."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from task_data import config_label_names, convert_examples_to_features, label_permutation
+from task_distill import main as task_distill_main
+from task_trainer import iterate_eval_results
+from transformer.modeling import BertConfig, TinyBertForSequenceClassification
+from utils.errors import InputError
+from utils.fileio import read_key_values
+from utils.tasks import InputExample, get_processor
+from utils.tokenization import FullTokenizer
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAIN_EXAMPLES, DEV_EXAMPLES, SEQ, BATCH = 4000, 300, 32, 32
+TEACHER = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
+STUDENT = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread; two OpenMP threads on a busy 2-core machine spin for seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _subset(source: Path, target: Path, lines: int) -> list[str]:
+    with open(source, encoding="utf-8") as reader:
+        kept = [next(reader) for _ in range(lines)]
+    target.write_text("".join(kept), encoding="utf-8")
+    return kept
+
+
+@pytest.fixture(scope="module")
+def task_dir(prepared_data: Path, tmp_path_factory) -> Path:
+    """A ChnSenti subset and a character vocabulary of it (a small embedding table keeps the test fast)."""
+    directory = tmp_path_factory.mktemp("chnsenti_subset")
+    lines = _subset(prepared_data / "chnsenti" / "train.tsv", directory / "train.tsv", TRAIN_EXAMPLES)
+    lines += _subset(prepared_data / "chnsenti" / "dev.tsv", directory / "dev.tsv", DEV_EXAMPLES)
+    chars = sorted({c for line in lines for c in line.split("\t", 1)[1].lower() if not c.isspace()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    return directory
+
+
+def _batches(task_dir: Path, batch_size: int):
+    processor = get_processor("text_clf")
+    tokenizer = FullTokenizer(task_dir / "vocab.txt", do_lower_case=True)
+    features = convert_examples_to_features(processor.get_train_examples(task_dir), ["0", "1"], SEQ, tokenizer,
+                                            "classification")
+    tensors = [torch.tensor([getattr(f, name) for f in features])
+               for name in ("input_ids", "input_mask", "segment_ids", "label_id")]
+    return [tuple(t[i:i + batch_size] for t in tensors) for i in range(0, len(features), batch_size)]
+
+
+def _vocab_size(task_dir: Path) -> int:
+    return len((task_dir / "vocab.txt").read_text(encoding="utf-8").splitlines())
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(task_dir: Path, tmp_path_factory) -> Path:
+    """A 2-layer 64-wide classifier trained with plain cross-entropy (375 Adam steps) on the ChnSenti subset."""
+    torch.manual_seed(0)
+    model = TinyBertForSequenceClassification(BertConfig(_vocab_size(task_dir), **TEACHER), num_labels=2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    batches = _batches(task_dir, BATCH)
+    model.train()
+    for _ in range(3):
+        for input_ids, input_mask, segment_ids, labels in batches:
+            logits, _, _ = model(input_ids, segment_ids, input_mask)
+            loss = torch.nn.functional.cross_entropy(logits, labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    directory = tmp_path_factory.mktemp("teacher")
+    model.save_pretrained(directory, task_dir / "vocab.txt")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def general_student_dir(task_dir: Path, tmp_path_factory) -> Path:
+    """A randomly initialised 1-layer 32-wide student standing in for a general TinyBERT."""
+    torch.manual_seed(1)
+    config = BertConfig(_vocab_size(task_dir), **STUDENT)
+    config.fit_size = TEACHER["hidden_size"]
+    directory = tmp_path_factory.mktemp("general_student")
+    TinyBertForSequenceClassification(config, num_labels=2).save_pretrained(directory, task_dir / "vocab.txt")
+    return directory
+
+
+def _common(task_dir: Path, output_dir: Path) -> list[str]:
+    return ["--data_dir", str(task_dir), "--task_name", "text_clf", "--output_dir", str(output_dir),
+            "--do_lower_case", "--max_seq_length", str(SEQ)]
+
+
+def _evaluate(model_dir: Path, task_dir: Path, output_dir: Path) -> dict:
+    return task_distill_main(["--do_eval", "--student_model", str(model_dir), "--eval_batch_size", "64",
+                              *_common(task_dir, output_dir)])
+
+
+def test_student_keeps_90_percent_of_the_teacher_accuracy(task_dir, teacher_dir, general_student_dir, tmp_path):
+    teacher_acc = _evaluate(teacher_dir, task_dir, tmp_path / "teacher_eval")["acc"]
+    assert teacher_acc > 0.7, "the teacher did not learn ChnSenti"
+
+    stage1 = tmp_path / "tmp_tinybert"
+    summary = task_distill_main([
+        "--teacher_model", str(teacher_dir), "--student_model", str(general_student_dir),
+        "--train_batch_size", str(BATCH), "--num_train_epochs", "2", "--learning_rate", "1e-3", "--eval_step", "100",
+        *_common(task_dir, stage1)])
+    steps = 2 * (TRAIN_EXAMPLES // BATCH)
+    assert summary["global_step"] == steps
+    blocks = list(iterate_eval_results(stage1 / "eval_results.txt"))
+    # every 100 optimizer steps, then once more at the end (the original lost the last steps)
+    assert [int(b["global_step"]) for b in blocks] == [100, 200, steps]
+    assert float(blocks[-1]["att_loss"]) < float(blocks[0]["att_loss"])
+    assert float(blocks[-1]["rep_loss"]) < float(blocks[0]["rep_loss"])
+    assert {"pytorch_model.bin", "config.json", "vocab.txt"} <= set(os.listdir(stage1))
+    saved = json.loads((stage1 / "config.json").read_text())
+    assert saved["id2label"] == {"0": "0", "1": "1"} and saved["model_type"] == "bert"
+
+    stage2 = tmp_path / "tinybert"
+    task_distill_main([
+        "--pred_distill", "--teacher_model", str(teacher_dir), "--student_model", str(stage1),
+        "--train_batch_size", str(BATCH), "--num_train_epochs", "2", "--learning_rate", "1e-3", "--eval_step", "50",
+        *_common(task_dir, stage2)])
+    blocks = list(iterate_eval_results(stage2 / "eval_results.txt"))
+    assert all("acc" in b and "eval_loss" in b for b in blocks)
+    best = max(float(b["acc"]) for b in blocks)
+
+    result = _evaluate(stage2, task_dir, tmp_path / "eval")
+    assert result["acc"] == pytest.approx(best)  # the kept model is the best one evaluated
+    assert result["acc"] >= 0.9 * teacher_acc, (result["acc"], teacher_acc)
+    assert read_key_values(tmp_path / "eval" / "eval_results.txt")["acc"] == str(result["acc"])
+    rows = (tmp_path / "eval" / "eval_predictions.tsv").read_text(encoding="utf-8").splitlines()
+    assert rows[0] == "guid\tgold\tpred\tprobs" and len(rows) == DEV_EXAMPLES + 1
+    correct = sum(row.split("\t")[1] == row.split("\t")[2] for row in rows[1:])
+    assert correct / DEV_EXAMPLES == pytest.approx(result["acc"])
+
+
+def test_permuted_id2label_gives_the_same_accuracy(task_dir, teacher_dir, tmp_path):
+    permuted = tmp_path / "permuted_teacher"
+    shutil.copytree(teacher_dir, permuted)
+    weights = torch.load(permuted / "pytorch_model.bin")
+    weights["classifier.weight"] = weights["classifier.weight"].flip(0)
+    weights["classifier.bias"] = weights["classifier.bias"].flip(0)
+    torch.save(weights, permuted / "pytorch_model.bin")
+    config = json.loads((permuted / "config.json").read_text())
+    config["id2label"] = {"0": "1", "1": "0"}
+    config["label2id"] = {"1": 0, "0": 1}
+    (permuted / "config.json").write_text(json.dumps(config))
+
+    original = _evaluate(teacher_dir, task_dir, tmp_path / "a")
+    mapped = _evaluate(permuted, task_dir, tmp_path / "b")
+    assert mapped["acc"] == pytest.approx(original["acc"])
+    assert mapped["eval_loss"] == pytest.approx(original["eval_loss"], rel=1e-5)
+
+
+def test_label_permutation_rules():
+    assert label_permutation(["CONTRADICTION", "NEUTRAL", "ENTAILMENT"],
+                             ["contradiction", "entailment", "neutral"], "m") == [0, 2, 1]
+    assert label_permutation(["0", "1"], ["0", "1"], "m") is None
+    assert config_label_names({"id2label": {"0": "LABEL_0", "1": "LABEL_1"}}) is None
+    with pytest.raises(InputError, match="not the task's labels"):
+        label_permutation(["yes", "no"], ["0", "1"], "m")
+
+
+def _run_cli(args: list[str]) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, str(ROOT / "TinyBERT" / "task_distill.py"), *args],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_wrong_column_count_stops_with_the_file_and_line(task_dir, teacher_dir, general_student_dir, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    lines = (task_dir / "train.tsv").read_text(encoding="utf-8").splitlines()[:5]
+    lines[3] = lines[3].replace("\t", " ")
+    (bad / "train.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    shutil.copy(task_dir / "dev.tsv", bad / "dev.tsv")
+    result = _run_cli(["--teacher_model", str(teacher_dir), "--student_model", str(general_student_dir),
+                       *_common(bad, tmp_path / "out")])
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{bad / 'train.tsv'}:4:" in result.stderr and "columns" in result.stderr
+
+
+def _expect_input_error(capsys, args: list[str]) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        task_distill_main(args)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_teacher_with_another_label_count_is_refused(task_dir, teacher_dir, general_student_dir, tmp_path, capsys):
+    three = tmp_path / "three_label_teacher"
+    torch.manual_seed(0)
+    config = BertConfig.from_json_file(teacher_dir / "config.json")
+    config.id2label = {"0": "a", "1": "b", "2": "c"}
+    TinyBertForSequenceClassification(config, num_labels=3).save_pretrained(three, teacher_dir)
+    err = _expect_input_error(capsys, ["--teacher_model", str(three), "--student_model", str(general_student_dir),
+                                       *_common(task_dir, tmp_path / "out")])
+    assert "the teacher has 3 labels but task text_clf has 2" in err
+
+    # The same without id2label in the config: the classifier's shape gives it away.
+    config = json.loads((three / "config.json").read_text())
+    del config["id2label"]
+    (three / "config.json").write_text(json.dumps(config))
+    err = _expect_input_error(capsys, ["--teacher_model", str(three), "--student_model", str(general_student_dir),
+                                       *_common(task_dir, tmp_path / "out2")])
+    assert "teacher's classifier does not have task text_clf's 2 labels" in err
+
+
+def test_empty_train_file_and_busy_output_dir(task_dir, teacher_dir, general_student_dir, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "train.tsv").write_text("", encoding="utf-8")
+    shutil.copy(task_dir / "dev.tsv", empty / "dev.tsv")
+    common = ["--teacher_model", str(teacher_dir), "--student_model", str(general_student_dir)]
+    err = _expect_input_error(capsys, [*common, *_common(empty, tmp_path / "out")])
+    assert "train.tsv: no examples found" in err
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "something").write_text("x")
+    err = _expect_input_error(capsys, [*common, *_common(task_dir, busy)])
+    assert "already exists and is not empty" in err
+
+
+def test_features_follow_the_original_layout(nezha_vocab):
+    tokenizer = FullTokenizer(nezha_vocab, do_lower_case=True)
+    examples = [InputExample("a", "我很好", "你好吗", "1"), InputExample("b", "一二三四五六七八九十", None, "0")]
+    pair, single = convert_examples_to_features(examples, ["0", "1"], 8, tokenizer, "classification")
+    tokens = tokenizer.convert_ids_to_tokens(pair.input_ids)
+    # 3 + 3 tokens truncated to 5 from the longer (ties shorten b): a keeps 3, b keeps 2
+    assert tokens == ["[CLS]", "我", "很", "好", "[SEP]", "你", "好", "[SEP]"]
+    assert pair.segment_ids == [0, 0, 0, 0, 0, 1, 1, 1] and pair.label_id == 1 and pair.seq_length == 8
+    assert tokenizer.convert_ids_to_tokens(single.input_ids[:8]) == ["[CLS]", *"一二三四五六", "[SEP]"]
+    assert single.segment_ids == [0] * 8
