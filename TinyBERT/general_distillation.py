@@ -252,6 +252,29 @@ class TrainingResult:
     student: TinyBertForPreTraining  # this process's trained replica
 
 
+def load_models(args: argparse.Namespace, runtime: Runtime, seq_len: int):
+    """(tokenizer, teacher in eval mode, student, training state or None), checked against each other, on the device.
+
+    The tokenizer is the teacher's vocab.txt, as the original; the student's fit_dense maps to the teacher's width.
+    """
+    tokenizer = BertTokenizer.from_pretrained(args.teacher_model, do_lower_case=args.do_lower_case)
+    teacher = BertModel.from_pretrained(args.teacher_model)
+    student = build_student(args, fit_size=teacher.config.hidden_size)
+    check_pair(teacher.config, student.config, tokenizer, args.student_model, args.teacher_model, seq_len)
+    state = load_training_state(args.student_model, args, runtime.world_size) if args.continue_train else None
+    if state is not None:
+        student.load_state_dict(state["model"])
+    freeze_unused(student)
+    teacher.to(runtime.device).eval()
+    student.to(runtime.device)
+    total = 0
+    for name, parameter in student.named_parameters():
+        logger.info("%s %d", name, parameter.nelement())
+        total += parameter.nelement()
+    logger.info("Total parameters: %d", total)
+    return tokenizer, teacher, student, state
+
+
 def train(args: argparse.Namespace) -> TrainingResult:
     """Run general distillation as general_distill.py's flags say."""
     runtime = setup_runtime(args.local_rank, args.no_cuda)
@@ -278,21 +301,7 @@ def train(args: argparse.Namespace) -> TrainingResult:
     num_train_optimization_steps = int(total_train_examples / micro_batch / args.gradient_accumulation_steps)
     num_train_optimization_steps = max(1, num_train_optimization_steps // runtime.world_size)
 
-    tokenizer = BertTokenizer.from_pretrained(args.teacher_model, do_lower_case=args.do_lower_case)
-    teacher = BertModel.from_pretrained(args.teacher_model)
-    student = build_student(args, fit_size=teacher.config.hidden_size)
-    check_pair(teacher.config, student.config, tokenizer, args.student_model, args.teacher_model, seq_len)
-    state = load_training_state(args.student_model, args, runtime.world_size) if args.continue_train else None
-    if state is not None:
-        student.load_state_dict(state["model"])
-    freeze_unused(student)
-    teacher.to(runtime.device).eval()
-    student.to(runtime.device)
-    total = 0
-    for name, parameter in student.named_parameters():
-        logger.info("%s %d", name, parameter.nelement())
-        total += parameter.nelement()
-    logger.info("Total parameters: %d", total)
+    tokenizer, teacher, student, state = load_models(args, runtime, seq_len)
 
     optimizer = BertAdam(optimizer_groups(student), lr=args.learning_rate, warmup=args.warmup_proportion,
                          t_total=num_train_optimization_steps)
@@ -310,6 +319,12 @@ def train(args: argparse.Namespace) -> TrainingResult:
         student = DistributedDataParallel(student, device_ids=device_ids)
     torch.manual_seed(dropout_seed(args.seed, runtime.rank, progress.global_step))
     autocast = _autocast_factory(args.fp16, runtime.device)
+
+    def checkpoint() -> None:
+        """Rank 0 saves; every rank then reseeds its dropout, as a run resumed from here will."""
+        if runtime.is_main:
+            save_checkpoint(output_dir, student, optimizer, scaler, progress, tokenizer, args, runtime.world_size)
+        torch.manual_seed(dropout_seed(args.seed, runtime.rank, progress.global_step))
 
     logger.info("***** Running training *****")
     logger.info("  Num examples = %d", total_train_examples)
@@ -358,14 +373,11 @@ def train(args: argparse.Namespace) -> TrainingResult:
                     for key in sorted(means):
                         logger.info("  %s = %s", key, means[key])
                     write_key_values(output_dir / LOG_NAME, means, append=True)
-                    save_checkpoint(output_dir, student, optimizer, scaler, progress, tokenizer, args, runtime.world_size)
-                torch.manual_seed(dropout_seed(args.seed, runtime.rank, progress.global_step))
+                checkpoint()
         dataset.close()
         means = _running_means(progress, args, runtime)
         progress.start_epoch(epoch + 1)
-        if runtime.is_main:
-            save_checkpoint(output_dir, student, optimizer, scaler, progress, tokenizer, args, runtime.world_size)
-        torch.manual_seed(dropout_seed(args.seed, runtime.rank, progress.global_step))
+        checkpoint()
     if runtime.distributed:
         dist.barrier()
     return TrainingResult(means, _unwrap(student))
