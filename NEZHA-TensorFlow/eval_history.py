@@ -23,8 +23,9 @@ ALL_EVAL_POINTS = "all_eval_points_results.txt"
 
 
 def metric_for_task(task_name: str) -> str:
-    """The metric that picks the best checkpoint: entity F1 for ner, the original's eval_accuracy for the
-    classification tasks, except CoLA's MCC and STS-B's correlation (TinyBERT's choice for those)."""
+    """The metric that picks the best checkpoint: entity-level F1 for ner (eval_entity_f1, as
+    run_classifier_ner.py records it), the original's eval_accuracy for the classification tasks, except
+    CoLA's MCC and STS-B's correlation (TinyBERT's choice for those)."""
     task = task_name.lower()
     if "ner" in task:
         return "eval_entity_f1"

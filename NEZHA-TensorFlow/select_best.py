@@ -1,7 +1,7 @@
 """Pick the best evaluated fine-tuning checkpoint and predict the test set with it (replaces read_tf_events.py).
 
 Reads task_output_dir/eval/eval_history.jsonl (written by --do_train_and_eval), takes the step with the
-highest dev metric (eval_accuracy; eval_f1 for ner; ties go to the later step, as the original), writes
+highest dev metric (eval_accuracy; eval_entity_f1 for ner; ties go to the later step, as the original), writes
 eval/all_eval_points_results.txt in the original format and task_output_dir/best_checkpoint.txt (the
 checkpoint prefix), then runs scripts/run_clf_predict.sh, or scripts/run_seq_labelling_predict.sh for ner, with
 the original's positional arguments. `--no_predict` only prints the best checkpoint's path.
