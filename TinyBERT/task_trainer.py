@@ -228,9 +228,40 @@ class RunningLosses:
         return {key: value / max(self.batches, 1) for key, value in self.sums.items()}
 
 
+def distillation_loss(student: TaskModel, teacher: TaskModel, batch: Sequence[torch.Tensor], device: torch.device,
+                      pred_distill: bool, output_mode: str, temperature: float,
+                      mixed_precision: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
+    """One batch's loss and its parts: att_loss + rep_loss (stage 1), or the prediction loss (--pred_distill).
+
+    Stage 2: soft cross-entropy of student / T against teacher / T (the original's, no T^2), or for
+    regression the MSE to the gold scores, as the original.
+    """
+    input_ids, input_mask, segment_ids, label_ids = (t.to(device) for t in batch[:4])
+    with autocast(device, mixed_precision):
+        student_logits, student_atts, student_reps = student.logits(input_ids, segment_ids, input_mask,
+                                                                    is_student=True)
+        with torch.no_grad():
+            teacher_logits, teacher_atts, teacher_reps = teacher.logits(input_ids, segment_ids, input_mask)
+    values = {"att_loss": 0.0, "rep_loss": 0.0, "cls_loss": 0.0}
+    if not pred_distill:
+        att = att_loss(student_atts, teacher_atts)
+        rep = rep_loss(student_reps, teacher_reps)
+        loss = att + rep
+        values.update(att_loss=att.item(), rep_loss=rep.item())
+    else:
+        if output_mode == "classification":
+            loss = soft_cross_entropy(student_logits / temperature, teacher_logits / temperature)
+        else:
+            loss = F.mse_loss(student_logits.float().view(-1), label_ids.view(-1))
+        values["cls_loss"] = loss.item()
+    values["loss"] = loss.item()
+    return loss, values
+
+
 def distill(args: Any, setup: DistillSetup, train_examples: Sequence[InputExample],
             eval_loader_for: Any) -> dict[str, Any]:
-    """Run one distillation stage; return a summary (global_step, best metric, examples/s).
+    """Run one distillation stage; return a summary (global_step, best metric, examples/s of the training
+    steps, evaluation and saving excluded).
 
     eval_loader_for(task_name) -> (examples, DataLoader) of that task's dev set (called lazily: stage 1
     needs none; MNLI's mismatched set gets its own loader, the original overwrote the matched one).
@@ -264,13 +295,20 @@ def distill(args: Any, setup: DistillSetup, train_examples: Sequence[InputExampl
 
     logger.info("***** Running training *****  examples = %d, batch size = %d, optimization steps = %s",
                 len(train_examples), per_step_batch, num_train_optimization_steps)
-    state = {"global_step": 0, "best": -math.inf, "evaluated_at": -1}
+    state = {"global_step": 0, "best": -math.inf, "evaluated_at": -1, "checkpoint_s": 0.0}
     output_dir = args.output_dir
     primary = primary_metric(setup.task_name)
     examples_seen = 0
     start = time.perf_counter()
 
     def checkpoint(losses: RunningLosses) -> None:
+        begin = time.perf_counter()
+        try:
+            evaluate_and_save(losses)
+        finally:
+            state["checkpoint_s"] += time.perf_counter() - begin
+
+    def evaluate_and_save(losses: RunningLosses) -> None:
         result: dict[str, Any] = {}
         if args.pred_distill:
             _, loader = eval_loader_for(setup.task_name)
@@ -296,25 +334,8 @@ def distill(args: Any, setup: DistillSetup, train_examples: Sequence[InputExampl
     for _ in trange(int(args.num_train_epochs), desc="Epoch"):
         losses = RunningLosses()
         for step, batch in enumerate(tqdm(train_loader, desc="Iteration", ascii=True)):
-            input_ids, input_mask, segment_ids, label_ids, _ = (t.to(device) for t in batch)
-            with autocast(device, args.fp16):
-                student_logits, student_atts, student_reps = student.logits(
-                    input_ids, segment_ids, input_mask, is_student=True)
-                with torch.no_grad():
-                    teacher_logits, teacher_atts, teacher_reps = teacher.logits(input_ids, segment_ids, input_mask)
-            values = {"att_loss": 0.0, "rep_loss": 0.0, "cls_loss": 0.0}
-            if not args.pred_distill:
-                att = att_loss(student_atts, teacher_atts)
-                rep = rep_loss(student_reps, teacher_reps)
-                loss = att + rep
-                values.update(att_loss=att.item(), rep_loss=rep.item())
-            else:
-                if output_mode == "classification":
-                    loss = soft_cross_entropy(student_logits / args.temperature, teacher_logits / args.temperature)
-                else:
-                    loss = F.mse_loss(student_logits.float().view(-1), label_ids.view(-1))
-                values["cls_loss"] = loss.item()
-            values["loss"] = loss.item()
+            loss, values = distillation_loss(student, teacher, batch, device, args.pred_distill, output_mode,
+                                             args.temperature, args.fp16)
             losses.add(**values)
             if args.gradient_accumulation_steps > 1:
                 loss = loss / args.gradient_accumulation_steps
@@ -322,7 +343,7 @@ def distill(args: Any, setup: DistillSetup, train_examples: Sequence[InputExampl
                 scaler.scale(loss).backward()
             else:
                 loss.backward()
-            examples_seen += input_ids.size(0)
+            examples_seen += batch[0].size(0)
             if (step + 1) % args.gradient_accumulation_steps == 0:
                 if scaler is not None:
                     scaler.step(optimizer)
@@ -335,9 +356,9 @@ def distill(args: Any, setup: DistillSetup, train_examples: Sequence[InputExampl
                     checkpoint(losses)
     if state["evaluated_at"] != state["global_step"]:
         checkpoint(losses)
-    elapsed = time.perf_counter() - start
-    return {"global_step": state["global_step"], "best": state["best"],
-            "examples_per_s": examples_seen / elapsed if elapsed > 0 else 0.0}
+    training_s = time.perf_counter() - start - state["checkpoint_s"]
+    return {"global_step": state["global_step"], "best": state["best"], "examples": examples_seen,
+            "training_s": training_s, "examples_per_s": examples_seen / training_s if training_s > 0 else 0.0}
 
 
 def iterate_eval_results(path: str) -> Iterator[dict[str, str]]:
