@@ -143,8 +143,8 @@ class TrainBatches:
     def __init__(self, features: Features, batch_size: int, seed: int = 12345):
         self.features = {name: np.asarray(values) for name, values in features.items()}
         self.num_examples = len(next(iter(self.features.values())))
-        if batch_size < 1 or self.num_examples < batch_size:
-            raise InputError(f"{self.num_examples} training examples cannot fill one batch of {batch_size}")
+        if batch_size < 1 or not self.num_examples:
+            raise InputError(f"cannot make training batches of {batch_size} from {self.num_examples} examples")
         self.batch_size = batch_size
         self.seed = seed
 

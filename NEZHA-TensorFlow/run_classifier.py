@@ -77,10 +77,17 @@ def _validate_flags() -> None:
                         "GPU" if tf.config.list_physical_devices("GPU") else "CPU")
 
 
-def _checkpoint_step(path: Optional[str]) -> int:
-    if not path or path.strip().lower() in finetuning.NO_CHECKPOINT:
-        return 0
-    return max(checkpoint.checkpoint_step(checkpoint.resolve_checkpoint(path)), 0)
+def _checkpoint_step(prefix: Optional[str]) -> int:
+    return max(checkpoint.checkpoint_step(prefix), 0) if prefix else 0
+
+
+def _load(model: classifier.ClassifierModel, path: str) -> str:
+    """Load a checkpoint (prefix or directory) into the model; warn when it lacks the classification head."""
+    report = checkpoint.load_checkpoint(path, model, log_missing=False)
+    if report.missing:
+        logging.warning("%s lacks %s: those weights are random; pass a fine-tuned output_dir/model.ckpt-N",
+                        report.prefix, ", ".join(report.missing))
+    return report.prefix
 
 
 @exit_on_input_error
@@ -94,15 +101,18 @@ def main(argv: list[str]) -> None:
     processor = get_processor(task_name)
     mode = processor.output_mode
     output_dir = FLAGS.output_dir
-    os.makedirs(output_dir, exist_ok=True)
     tokenizer = tokenization.FullTokenizer(require_file(FLAGS.vocab_file, "--vocab_file"), FLAGS.do_lower_case)
     _, encoder = finetuning.build_encoder(FLAGS.bert_config_file, FLAGS.max_seq_length)
-    train_examples = []
-    if do_train:      # read (and validate) the training set before anything is written
-        train_examples = _subsample(processor.get_train_examples(FLAGS.data_dir), FLAGS.max_train_examples)
-    label_list = classifier.label_list_for(processor, FLAGS.data_dir, output_dir, do_train)
+    # Every needed set is read first: bad data stops the run before anything is trained or written.
+    data_dir = FLAGS.data_dir
+    train_examples = _subsample(processor.get_train_examples(data_dir), FLAGS.max_train_examples) if do_train else []
+    eval_examples = _subsample(processor.get_dev_examples(data_dir), FLAGS.max_eval_examples) if do_eval else []
+    test_examples = processor.get_test_examples(data_dir) if FLAGS.do_predict else []
+    os.makedirs(output_dir, exist_ok=True)
+    label_list = classifier.label_list_for(processor, data_dir, output_dir, do_train)
     model = classifier.ClassifierModel(encoder, len(label_list))
     init_report = finetuning.initialize_from_checkpoint(FLAGS.init_checkpoint, model)
+    loaded = init_report.prefix if init_report is not None else None
 
     def features_of(examples: list, desc: str) -> dict:
         return classifier.convert_examples_to_features(examples, label_list, FLAGS.max_seq_length, tokenizer,
@@ -112,17 +122,14 @@ def main(argv: list[str]) -> None:
     def logits_of(batch):
         return {"logits": model(batch, training=False)}
 
-    eval_examples = eval_features = None
-    if do_eval:
-        eval_examples = _subsample(processor.get_dev_examples(FLAGS.data_dir), FLAGS.max_eval_examples)
-        eval_features = features_of(eval_examples, "dev features")
+    eval_features = features_of(eval_examples, "dev features") if do_eval else None
 
     def evaluate(global_step: int = 0) -> dict:
         logits = finetuning.run_batches(logits_of, eval_features, FLAGS.eval_batch_size, "evaluating")["logits"]
         return classifier.evaluation_metrics(task_name, mode, logits, eval_features["label_ids"],
                                              FLAGS.eval_batch_size, global_step)
 
-    global_step = _checkpoint_step(FLAGS.init_checkpoint)
+    trained_step = None
     if do_train:
         train_features = features_of(train_examples, "train features")
         steps = finetuning.num_train_steps(len(train_examples), FLAGS.train_batch_size, FLAGS.num_train_epochs)
@@ -144,26 +151,32 @@ def main(argv: list[str]) -> None:
                 print(f"best checkpoint: {best['checkpoint']} ({best['metrics']})", flush=True)
         else:
             result = finetuning.train(model, loss_fn, batches, settings)
-        global_step = result.global_step
-    elif do_eval or FLAGS.do_predict:
-        if init_report is None and not FLAGS.do_train:
-            logging.warning("evaluating/predicting with random weights (--init_checkpoint=none)")
-        elif init_report is not None and init_report.missing:
-            logging.warning("%s lacks the classification head (%s): results come from a random head; pass a "
-                            "fine-tuned output_dir/model.ckpt-N", init_report.prefix, ", ".join(init_report.missing))
+        trained_step = result.global_step
 
     if do_eval:
-        metrics = evaluate(global_step)
+        step = trained_step
+        if step is None:        # as the Estimator: the newest checkpoint of output_dir, else init_checkpoint
+            newest = checkpoint.latest_checkpoint(output_dir)
+            if newest is not None and newest != loaded:
+                loaded = _load(model, newest)
+            step = _checkpoint_step(loaded)
+        metrics = evaluate(step)
         finetuning.write_eval_results(os.path.join(output_dir, finetuning.EVAL_RESULTS), metrics)
 
     if FLAGS.do_predict:
-        test_examples = processor.get_test_examples(FLAGS.data_dir)
+        step = trained_step
+        if step is None:        # the original scored the test set with init_checkpoint
+            if init_report is None:
+                logging.warning("predicting with random weights (--init_checkpoint=none)")
+            elif loaded != init_report.prefix:
+                loaded = _load(model, init_report.prefix)
+            step = _checkpoint_step(loaded)
         test_features = features_of(test_examples, "test features")
         logits = finetuning.run_batches(logits_of, test_features, FLAGS.predict_batch_size, "predicting")["logits"]
         classifier.write_test_predictions(output_dir, test_examples, logits, label_list, mode)
         if all(example.label is not None for example in test_examples):
             metrics = classifier.evaluation_metrics(task_name, mode, logits, test_features["label_ids"],
-                                                    FLAGS.predict_batch_size, global_step)
+                                                    FLAGS.predict_batch_size, step)
             finetuning.write_eval_results(os.path.join(output_dir, finetuning.EVAL_DIR, "test_results.txt"),
                                           metrics)
         print(f"wrote {os.path.join(output_dir, 'test_results.tsv')} ({len(test_examples)} examples)", flush=True)
