@@ -54,7 +54,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--output_dir", required=True, type=str,
                         help="The output directory where the model predictions and checkpoints will be written.")
     parser.add_argument("--cache_dir", default="", type=str,
-                        help="Where to store pre-trained models downloaded from URLs.")
+                        help="Accepted for compatibility; unused, as in the original.")
     parser.add_argument("--max_seq_length", default=128, type=int,
                         help="The maximum total input sequence length after WordPiece tokenization.")
     parser.add_argument("--do_eval", action="store_true", help="Whether to run eval on the dev set.")

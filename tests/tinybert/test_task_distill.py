@@ -248,3 +248,103 @@ def test_features_follow_the_original_layout(nezha_vocab):
     assert pair.segment_ids == [0, 0, 0, 0, 0, 1, 1, 1] and pair.label_id == 1 and pair.seq_length == 8
     assert tokenizer.convert_ids_to_tokens(single.input_ids[:8]) == ["[CLS]", *"一二三四五六", "[SEP]"]
     assert single.segment_ids == [0] * 8
+
+
+MNLI_HEADER = ("index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\t"
+               "sentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label")
+NLI = ("contradiction", "entailment", "neutral")
+
+
+@pytest.fixture(scope="module")
+def mnli_setup(tmp_path_factory):
+    """GLUE-layout MNLI files (matched and mismatched dev sets of different sizes), a random 3-label teacher
+    and student; what is checked is where each evaluation reads from and writes to, not learning."""
+    import random
+
+    rng = random.Random(0)
+    words = ["cat", "dog", "sat", "ran", "on", "the", "mat", "hill", "red", "blue", "not", "a"]
+    directory = tmp_path_factory.mktemp("mnli")
+
+    def write(name: str, rows: int) -> None:
+        lines = [MNLI_HEADER]
+        for i in range(rows):
+            a, b = (" ".join(rng.choices(words, k=rng.randint(3, 8))) for _ in range(2))
+            lines.append("\t".join([str(i), "0", "0", "fiction", "", "", "", "", a, b, "x", rng.choice(NLI)]))
+        (directory / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    write("train.tsv", 64)
+    write("dev_matched.tsv", 12)
+    write("dev_mismatched.tsv", 20)
+    vocab = directory / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n", encoding="utf-8")
+    torch.manual_seed(2)
+    shape = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
+    config = BertConfig(len(words) + 5, **shape)
+    teacher = directory / "teacher"
+    TinyBertForSequenceClassification(config, num_labels=3).save_pretrained(teacher, vocab)
+    student = directory / "student"
+    small = BertConfig(len(words) + 5, **{**shape, "num_hidden_layers": 1})
+    TinyBertForSequenceClassification(small, num_labels=3, fit_size=16).save_pretrained(student, vocab)
+    return directory, teacher, student
+
+
+def _mnli_common(directory: Path, output_dir: Path) -> list[str]:
+    return ["--data_dir", str(directory), "--task_name", "MNLI", "--output_dir", str(output_dir),
+            "--max_seq_length", "20", "--eval_batch_size", "8"]
+
+
+def test_mnli_matched_and_mismatched_are_evaluated_separately(mnli_setup, tmp_path):
+    directory, teacher, student = mnli_setup
+    out = tmp_path / "tinybert"
+    task_distill_main(["--pred_distill", "--teacher_model", str(teacher), "--student_model", str(student),
+                       "--train_batch_size", "8", "--num_train_epochs", "2", "--learning_rate", "1e-2",
+                       "--eval_step", "3", *_mnli_common(directory, out)])
+    matched = list(iterate_eval_results(out / "eval_results.txt"))
+    mismatched = list(iterate_eval_results(Path(str(out) + "-MM") / "eval_results.txt"))
+    assert [int(b["global_step"]) for b in matched] == [3, 6, 9, 12, 15, 16]
+    saved, best = None, -1.0
+    for block in matched:
+        if float(block["acc"]) > best:
+            best, saved = float(block["acc"]), block
+    # -MM gets one block per save, the last one from the model that was kept
+    assert mismatched[-1]["global_step"] == saved["global_step"]
+
+    evaluation = tmp_path / "eval"
+    result = task_distill_main(["--do_eval", "--student_model", str(out), *_mnli_common(directory, evaluation)])
+    # The kept model re-evaluated gives the numbers logged when it was saved, on each set: the matched
+    # evaluations kept reading dev_matched.tsv after the first mismatched one (the original's issue #115).
+    assert result["eval_loss"] == pytest.approx(float(saved["eval_loss"]), rel=1e-5)
+    assert result["mnli-mm_eval_loss"] == pytest.approx(float(mismatched[-1]["eval_loss"]), rel=1e-5)
+    assert len((evaluation / "eval_predictions.tsv").read_text().splitlines()) == 12 + 1
+    assert len(Path(str(evaluation) + "-MM", "eval_predictions.tsv").read_text().splitlines()) == 20 + 1
+
+
+def test_mixed_precision_and_gradient_accumulation(mnli_setup, tmp_path):
+    directory, teacher, student = mnli_setup
+    out = tmp_path / "stage1"
+    summary = task_distill_main(["--fp16", "--teacher_model", str(teacher), "--student_model", str(student),
+                                 "--train_batch_size", "16", "--gradient_accumulation_steps", "2",
+                                 "--num_train_epochs", "1", "--eval_step", "100", *_mnli_common(directory, out)])
+    assert summary["global_step"] == 64 // 16  # optimizer steps, 8 micro-batches of 8
+    (block,) = iterate_eval_results(out / "eval_results.txt")
+    assert 0 < float(block["att_loss"]) < float("inf") and 0 < float(block["rep_loss"]) < float("inf")
+    assert (out / "pytorch_model.bin").exists()
+
+
+def test_task_distill_sh_runs_both_stages_and_the_evaluation(task_dir, teacher_dir, general_student_dir, tmp_path):
+    small = tmp_path / "data"
+    small.mkdir()
+    _subset(task_dir / "train.tsv", small / "train.tsv", 128)
+    _subset(task_dir / "dev.tsv", small / "dev.tsv", 64)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHON=sys.executable, TEACHER=str(teacher_dir),
+               GENERAL_STUDENT=str(general_student_dir), TASK_DIR=str(small), TMP_DIR=str(tmp_path / "tmp"),
+               OUTPUT_DIR=str(tmp_path / "out"), STAGE1_EPOCHS="1", STAGE2_EPOCHS="1", SEQ="32", BATCH="32",
+               EVAL_STEP="2")
+    run = subprocess.run(["bash", str(ROOT / "scripts" / "task_distill.sh")], env=env, capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert [int(b["global_step"]) for b in iterate_eval_results(tmp_path / "tmp" / "eval_results.txt")] == [2, 4]
+    assert (tmp_path / "out" / "pytorch_model.bin").exists()
+    results = read_key_values(tmp_path / "out" / "eval" / "eval_results.txt")
+    assert 0.0 <= float(results["acc"]) <= 1.0
+    assert not (tmp_path / "debug_layer_loss.log").exists()  # the original wrote it into the working directory
