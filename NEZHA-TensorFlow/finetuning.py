@@ -44,10 +44,11 @@ from tqdm import tqdm
 import checkpoint
 import modeling
 import optimization
-from eval_history import (ALL_EVAL_POINTS, EVAL_DIR, EVAL_HISTORY, append_eval_history, best_entry, eval_dir,
-                          metric_for_task, plain, read_eval_history, write_eval_points)
+# Re-exported: the entries reach the evaluation history through this module.
+from eval_history import (ALL_EVAL_POINTS, EVAL_DIR, EVAL_HISTORY, append_eval_history, best_entry,  # noqa: F401
+                          eval_dir, metric_for_task, plain, read_eval_history, write_eval_points)
 from utils.errors import InputError, require_file
-from utils.fileio import atomic_open, write_key_values
+from utils.fileio import write_key_values
 
 Features = Mapping[str, np.ndarray]
 Batch = dict[str, tf.Tensor]
