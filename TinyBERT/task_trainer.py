@@ -295,7 +295,7 @@ def distill(args: Any, setup: DistillSetup, train_examples: Sequence[InputExampl
 
     logger.info("***** Running training *****  examples = %d, batch size = %d, optimization steps = %s",
                 len(train_examples), per_step_batch, num_train_optimization_steps)
-    state = {"global_step": 0, "best": -math.inf, "evaluated_at": -1, "checkpoint_s": 0.0}
+    state = {"global_step": 0, "best": -math.inf, "evaluated_at": -1, "checkpoint_s": 0.0, "saved": False}
     output_dir = args.output_dir
     primary = primary_metric(setup.task_name)
     examples_seen = 0
@@ -319,9 +319,13 @@ def distill(args: Any, setup: DistillSetup, train_examples: Sequence[InputExampl
         write_key_values(os.path.join(output_dir, RESULTS_NAME), result, append=True)
         state["evaluated_at"] = state["global_step"]
         if args.pred_distill:
-            if result[primary] <= state["best"]:
+            # The first evaluation is always kept (the original started from 0.0, so a CoLA student with a
+            # negative MCC, or any WNLI student, was never saved); a NaN score never beats a number.
+            score = -math.inf if math.isnan(result[primary]) else result[primary]
+            if state["saved"] and score <= state["best"]:
                 return
-            state["best"] = result[primary]
+            state["best"] = score
+        state["saved"] = True
         logger.info("***** Save model *****")
         _unwrap(student.model).save_pretrained(output_dir, setup.tokenizer)
         if args.pred_distill and setup.task_name == "mnli":

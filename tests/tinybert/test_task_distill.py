@@ -348,3 +348,43 @@ def test_task_distill_sh_runs_both_stages_and_the_evaluation(task_dir, teacher_d
     results = read_key_values(tmp_path / "out" / "eval" / "eval_results.txt")
     assert 0.0 <= float(results["acc"]) <= 1.0
     assert not (tmp_path / "debug_layer_loss.log").exists()  # the original wrote it into the working directory
+
+
+def test_sts_b_regression_distills_to_the_gold_scores_and_writes_float_predictions(mnli_setup, tmp_path):
+    directory, _, _ = mnli_setup
+    import random
+
+    rng = random.Random(1)
+    words = ["cat", "dog", "sat", "ran", "on", "the", "mat", "hill"]
+    data = tmp_path / "sts-b"
+    data.mkdir()
+    for name, rows in (("train.tsv", 32), ("dev.tsv", 10)):
+        lines = ["index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore"]
+        for i in range(rows):
+            a, b = (" ".join(rng.choices(words, k=4)) for _ in range(2))
+            lines.append("\t".join([str(i), "g", "f", "2012", "0", "s", "s", a, b, f"{rng.uniform(0, 5):.3f}"]))
+        (data / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    torch.manual_seed(3)
+    shape = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    vocab_size = len((directory / "vocab.txt").read_text().splitlines())
+    for name in ("teacher", "student"):
+        TinyBertForSequenceClassification(BertConfig(vocab_size, **shape), num_labels=1, fit_size=16).save_pretrained(
+            tmp_path / name, directory / "vocab.txt")
+    common = ["--data_dir", str(data), "--task_name", "STS-B", "--max_seq_length", "16"]
+    task_distill_main(["--pred_distill", "--teacher_model", str(tmp_path / "teacher"), "--student_model",
+                       str(tmp_path / "student"), "--output_dir", str(tmp_path / "out"), "--train_batch_size", "8",
+                       "--num_train_epochs", "1", "--eval_step", "2", *common])
+    blocks = list(iterate_eval_results(tmp_path / "out" / "eval_results.txt"))
+    assert [int(b["global_step"]) for b in blocks] == [2, 4]
+    assert {"pearson", "spearmanr", "corr", "eval_loss", "cls_loss"} <= set(blocks[0])
+    # MSE to the gold scores (0 to 5) is large for a fresh student; to the random teacher's outputs (near 0)
+    # it would be well under 1.
+    assert float(blocks[0]["cls_loss"]) > 1.0
+
+    result = task_distill_main(["--do_eval", "--student_model", str(tmp_path / "out"),
+                                "--output_dir", str(tmp_path / "eval"), *common])
+    assert set(result) == {"pearson", "spearmanr", "corr", "eval_loss"}
+    rows = (tmp_path / "eval" / "eval_predictions.tsv").read_text().splitlines()[1:]
+    assert len(rows) == 10
+    guid, gold, pred, probs = rows[0].split("\t")
+    assert guid == "dev-0" and 0 <= float(gold) <= 5 and isinstance(float(pred), float) and probs == ""
