@@ -388,3 +388,17 @@ def test_sts_b_regression_distills_to_the_gold_scores_and_writes_float_predictio
     assert len(rows) == 10
     guid, gold, pred, probs = rows[0].split("\t")
     assert guid == "dev-0" and 0 <= float(gold) <= 5 and isinstance(float(pred), float) and probs == ""
+
+
+def test_aug_train_reads_train_aug_tsv(mnli_setup, tmp_path, capsys):
+    directory, teacher, student = mnli_setup
+    data = tmp_path / "mnli"
+    shutil.copytree(directory, data, ignore=shutil.ignore_patterns("teacher", "student"))
+    common = ["--aug_train", "--teacher_model", str(teacher), "--student_model", str(student),
+              "--train_batch_size", "8", "--num_train_epochs", "1", "--eval_step", "100"]
+    err = _expect_input_error(capsys, [*common, *_mnli_common(data, tmp_path / "out")])
+    assert f"{data / 'train_aug.tsv'}" in err
+    lines = (data / "train.tsv").read_text(encoding="utf-8").splitlines()
+    (data / "train_aug.tsv").write_text("\n".join(lines[:1] + lines[1:25] * 2) + "\n", encoding="utf-8")
+    summary = task_distill_main([*common, *_mnli_common(data, tmp_path / "out2")])
+    assert summary["global_step"] == 48 // 8 and summary["examples"] == 48
