@@ -5,8 +5,8 @@ where a GPU runs it (on CPU, bfloat16 matmuls are emulated and an order of magni
 Each figure is the median of the timed steps after two warm-up steps (tracing/compilation), on a fixed random
 batch (no input pipeline). Model FLOPs utilization uses bench_nezha_model's encoder FLOPs per token plus the
 masked-LM head (transform H x H and decoder H x V at every prediction, forward + backward = 3 x forward)
-against the best float32 matmul FLOP/s measured in the same run (before and after). Peak memory: the GPU allocator's peak per
-configuration, or the process's maximum resident set size on CPU (cumulative over the run).
+against the best float32 matmul FLOP/s measured in the same run (before and after). Peak memory: the GPU
+allocator's peak per configuration, or the process's maximum resident set size on CPU (cumulative).
 """
 from __future__ import annotations
 
