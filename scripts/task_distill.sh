@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# TinyBERT task distillation (the original README's three task_distill.py commands): intermediate-layer
-# distillation into TMP_DIR, prediction-layer distillation (--pred_distill) into OUTPUT_DIR, then --do_eval of
-# the distilled student on the dev set into EVAL_DIR (eval_results.txt, eval_predictions.tsv).
+# TinyBERT task distillation (the original README's three task_distill.py commands), all under OUTPUT_DIR:
+# intermediate-layer distillation into TMP_DIR (OUTPUT_DIR/intermediate), prediction-layer distillation
+# (--pred_distill) into PRED_DIR (OUTPUT_DIR/pred, the distilled model), then --do_eval of that student on the
+# dev set into EVAL_DIR (OUTPUT_DIR/eval: eval_results.txt, eval_predictions.tsv). MNLI adds *-MM beside them.
 #
 #   bash scripts/task_distill.sh                                     # ChnSenti from utils/prepare_data.py
 #   AUG=1 bash scripts/task_distill.sh                               # train on TASK_DIR/train_aug.tsv
@@ -24,8 +25,9 @@ TEACHER=${TEACHER:-$ROOT/output/teacher_text_clf}
 GENERAL_STUDENT=${GENERAL_STUDENT:-$ROOT/output/general_tinybert}
 TASK_DIR=${TASK_DIR:-$ROOT/output/data/chnsenti}
 TASK_NAME=${TASK_NAME:-text_clf}
-TMP_DIR=${TMP_DIR:-$ROOT/output/tmp_tinybert_$TASK_NAME}
 OUTPUT_DIR=${OUTPUT_DIR:-$ROOT/output/tinybert_$TASK_NAME}
+TMP_DIR=${TMP_DIR:-$OUTPUT_DIR/intermediate}
+PRED_DIR=${PRED_DIR:-$OUTPUT_DIR/pred}
 EVAL_DIR=${EVAL_DIR:-$OUTPUT_DIR/eval}
 AUG=${AUG:-0}
 SEQ=${SEQ:-128}
@@ -67,12 +69,12 @@ echo "== stage 1: intermediate-layer distillation -> $TMP_DIR"
     --student_model "$GENERAL_STUDENT" --output_dir "$TMP_DIR" \
     --num_train_epochs "$STAGE1_EPOCHS" --learning_rate "$STAGE1_LR" --eval_step "$STAGE1_EVAL_STEP" "$@"
 
-echo "== stage 2: prediction-layer distillation -> $OUTPUT_DIR"
+echo "== stage 2: prediction-layer distillation -> $PRED_DIR"
 "$PYTHON" "$ROOT/TinyBERT/task_distill.py" "${flags[@]}" "${train_flags[@]}" --pred_distill \
-    --student_model "$TMP_DIR" --output_dir "$OUTPUT_DIR" \
+    --student_model "$TMP_DIR" --output_dir "$PRED_DIR" \
     --num_train_epochs "$STAGE2_EPOCHS" --learning_rate "$STAGE2_LR" --eval_step "$STAGE2_EVAL_STEP" "$@"
 
 echo "== evaluation -> $EVAL_DIR"
-"$PYTHON" "$ROOT/TinyBERT/task_distill.py" "${flags[@]}" --do_eval --student_model "$OUTPUT_DIR" \
+"$PYTHON" "$ROOT/TinyBERT/task_distill.py" "${flags[@]}" --do_eval --student_model "$PRED_DIR" \
     --output_dir "$EVAL_DIR" --eval_batch_size "$EVAL_BATCH" "$@"
 cat "$EVAL_DIR/eval_results.txt"

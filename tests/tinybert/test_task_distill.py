@@ -337,14 +337,14 @@ def test_task_distill_sh_runs_both_stages_and_the_evaluation(task_dir, teacher_d
     _subset(task_dir / "train.tsv", small / "train.tsv", 128)
     _subset(task_dir / "dev.tsv", small / "dev.tsv", 64)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHON=sys.executable, TEACHER=str(teacher_dir),
-               GENERAL_STUDENT=str(general_student_dir), TASK_DIR=str(small), TMP_DIR=str(tmp_path / "tmp"),
-               OUTPUT_DIR=str(tmp_path / "out"), STAGE1_EPOCHS="1", STAGE2_EPOCHS="1", SEQ="32", BATCH="32",
-               EVAL_STEP="2")
+               GENERAL_STUDENT=str(general_student_dir), TASK_DIR=str(small), OUTPUT_DIR=str(tmp_path / "out"),
+               STAGE1_EPOCHS="1", STAGE2_EPOCHS="1", SEQ="32", BATCH="32", EVAL_STEP="2")
     run = subprocess.run(["bash", str(ROOT / "scripts" / "task_distill.sh")], env=env, capture_output=True,
                          text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert [int(b["global_step"]) for b in iterate_eval_results(tmp_path / "tmp" / "eval_results.txt")] == [2, 4]
-    assert (tmp_path / "out" / "pytorch_model.bin").exists()
+    stage1 = tmp_path / "out" / "intermediate"
+    assert [int(b["global_step"]) for b in iterate_eval_results(stage1 / "eval_results.txt")] == [2, 4]
+    assert (tmp_path / "out" / "pred" / "pytorch_model.bin").exists()
     results = read_key_values(tmp_path / "out" / "eval" / "eval_results.txt")
     assert 0.0 <= float(results["acc"]) <= 1.0
     assert not (tmp_path / "debug_layer_loss.log").exists()  # the original wrote it into the working directory
