@@ -37,7 +37,7 @@ ENGINE=${ENGINE:-auto}           # auto | horovod | multi_worker (used when NUM_
 PORT=${PORT:-23456}              # first TF_CONFIG port of the multi_worker engine
 SEQ=${SEQ:-128}
 MAX_PRED=${MAX_PRED:-20}
-BATCH=${BATCH:-32}
+BATCH=${BATCH:-16}
 EVAL_BATCH=${EVAL_BATCH:-8}
 # The original continued the released model at 2e-5; a tiny model trained from scratch needs a larger rate.
 LR=${LR:-1e-3}

@@ -182,6 +182,12 @@ def test_eval_only_and_input_errors(trained, data, tmp_path):
     results = run_pretraining.run(options(data, trained["output_dir"], do_train=False, do_eval=True,
                                           max_eval_steps=2))
     assert results["global_step"] == STEPS and results["eval_results"]["global_step"] == STEPS
+    # The same weights given as --init_checkpoint to an empty output_dir evaluate the same (no slots, step 0).
+    from_init = run_pretraining.run(options(data, tmp_path / "from_init", do_train=False, do_eval=True,
+                                            max_eval_steps=2, init_checkpoint=results["checkpoint"]))
+    assert from_init["checkpoint"] == results["checkpoint"] and from_init["global_step"] == 0
+    for key in ("masked_lm_accuracy", "masked_lm_loss", "next_sentence_accuracy", "next_sentence_loss"):
+        assert from_init["eval_results"][key] == pytest.approx(results["eval_results"][key], rel=1e-6), key
     with pytest.raises(InputError, match="At least one of `do_train` or `do_eval` must be True"):
         run_pretraining.run(options(data, tmp_path, do_train=False))
     with pytest.raises(InputError, match="nothing to evaluate"):
