@@ -117,6 +117,17 @@ def update_readme(markdown: str) -> None:
         handle.write(f"{head}{README_START}\n{markdown}{README_END}{tail}")
 
 
+def _kept_figures(path: Path, results: dict[str, Any]) -> dict[str, Any]:
+    """The last run's figures, which --only re-measures in part: kept when that run was of the same kind
+    (quick or full) on the same device, so latest.json never mixes devices."""
+    if not path.exists():
+        return {}
+    previous = json.loads(path.read_text(encoding="utf-8"))
+    if previous.get("quick") != results["quick"] or previous.get("device", {}).get("device") != results["device"]["device"]:
+        return {}
+    return {name: {"measured": previous["date"], **figures} for name, figures in previous["benchmarks"].items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke check, not figures to quote")
@@ -130,13 +141,15 @@ def main() -> int:
 
     results_dir = BENCH_DIR / "results"
     results_dir.mkdir(exist_ok=True)
+    today = datetime.date.today().isoformat()
     results: dict[str, Any] = {
-        "date": datetime.date.today().isoformat(),
+        "date": today,
         "quick": args.quick,
         "device": device_info(),
         "benchmarks": {},
         "failed": {},
     }
+    results["benchmarks"] = _kept_figures(results_dir / "latest.json", results) if args.only else {}
     for path in discover():
         if args.only and path.stem not in args.only:
             continue
@@ -147,7 +160,7 @@ def main() -> int:
             command.append("--quick")
         proc = subprocess.run(command, cwd=ROOT)
         if proc.returncode == 0 and partial.exists():
-            results["benchmarks"][path.stem] = json.loads(partial.read_text(encoding="utf-8"))
+            results["benchmarks"][path.stem] = {**json.loads(partial.read_text(encoding="utf-8")), "measured": today}
             partial.unlink()
         else:
             results["failed"][path.stem] = f"exit status {proc.returncode}"
@@ -156,7 +169,7 @@ def main() -> int:
     markdown = to_markdown(results)
     with atomic_open(results_dir / "latest.md") as handle:
         handle.write(markdown)
-    if not args.quick and not args.only:
+    if not args.quick:
         update_readme(markdown)
     print(markdown)
     return 1 if results["failed"] else 0

@@ -493,7 +493,8 @@ class BertModel(BertPreTrainedModel):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         extended_mask = None
-        if attention_mask is not None:
+        # An all-ones mask adds zeros: skipping it lets scaled_dot_product_attention take its unmasked kernel.
+        if attention_mask is not None and not bool(attention_mask.all()):
             dtype = self.embeddings.word_embeddings.weight.dtype
             extended_mask = (1.0 - attention_mask[:, None, None, :].to(dtype)) * -10000.0
         relations = None
