@@ -93,8 +93,9 @@ def _flatten(prefix: str, value: Any, rows: list[tuple[str, str]]) -> None:
 
 def to_markdown(results: dict[str, Any]) -> str:
     lines = [
-        f"Measured {results['date']} on {results['device']['device']} "
-        f"(`make bench{' QUICK=1' if results['quick'] else ''}`; raw figures in bench/results/latest.json).",
+        f"Last run {results['date']} on {results['device']['device']} "
+        f"(`make bench{' QUICK=1' if results['quick'] else ''}`; each benchmark's date in its `measured` row; "
+        "raw figures in bench/results/latest.json).",
         "",
     ]
     for name, figures in results["benchmarks"].items():

@@ -224,17 +224,14 @@ class BertSelfAttention(nn.Module):
         takes the explicit path.
         """
         scores = None
+        # Three [H, H] products, as Hugging Face: fusing them into one [H, 3H] product measured no faster on CPU.
+        query = self._heads(self.query(hidden_states))  # [B, N, S, d]
+        key = self._heads(self.key(hidden_states))
+        value = self._heads(self.value(hidden_states))
         if relations is None and not output_att:
-            # One [H, 3H] product instead of three [H, H] ones: the same sums, a few percent faster on CPU.
-            weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
-            bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
-            query, key, value = map(self._heads, F.linear(hidden_states, weight, bias).split(self.all_head_size, dim=-1))
             dropout_p = self.dropout.p if self.training else 0.0
             context = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=dropout_p)
         else:
-            query = self._heads(self.query(hidden_states))  # [B, N, S, d]
-            key = self._heads(self.key(hidden_states))
-            value = self._heads(self.value(hidden_states))
             scores = torch.matmul(query, key.transpose(-1, -2))  # [B, N, S, S]
             if relations is not None:
                 scores = scores + torch.einsum("bnid,ijd->bnij", query, relations)
