@@ -1,7 +1,7 @@
 """TinyBERT general distillation: pregeneration speed (1 vs 2 workers) and distillation throughput and peak memory.
 
 Pregeneration runs on the real Chinese corpus of utils/prepare_data.py (its first lines), with the original's
-defaults at length 128. Distillation times the training step of general_distill.py (a 12x768 BERT teacher
+defaults at length 128 (its peak memory as the corpus grows: bench_corpus_memory.py). Distillation times the training step of general_distill.py (a 12x768 BERT teacher
 forward under no_grad, a 4x312 TinyBERT student forward and backward, the BertAdam step) at length 128 on
 random token ids, after one warm-up step; fp32, and bf16 autocast only on a GPU (CPU bf16 matmuls are slow).
 """
@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,14 +32,6 @@ VOCAB = ROOT / "NEZHA-TensorFlow" / "nezha" / "vocab.txt"
 TEACHER = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
 STUDENT = dict(hidden_size=312, num_hidden_layers=4, num_attention_heads=12, intermediate_size=1200)
 SEQ = 128
-# Runs pregenerate_training_data.py in a fresh process and prints its peak RSS in KiB: VmHWM, since getrusage's
-# maxrss would include the RSS of the parent it was forked from.
-MEMORY_PROBE = (
-    "import sys; import pregenerate_training_data as entry; entry.main(sys.argv[1:]); "
-    "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
-)
-
-
 def write_corpus(lines: list[str], path: Path) -> Path:
     """The first lines of the corpus, cut at a document break."""
     lines = list(lines)
@@ -49,30 +39,6 @@ def write_corpus(lines: list[str], path: Path) -> Path:
         lines.pop()
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
-
-
-def peak_rss_mib(corpus: Path, out: Path, reduce_memory: bool) -> float:
-    command = [sys.executable, "-c", MEMORY_PROBE, "--train_corpus", str(corpus), "--bert_model", str(VOCAB),
-               "--output_dir", str(out), "--epochs_to_generate", "1", "--seed", "1", "--do_lower_case"]
-    if reduce_memory:
-        command.append("--reduce_memory")
-    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'TinyBERT'}{os.pathsep}{ROOT}")
-    run = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    return round(int(run.stdout.strip().splitlines()[-1]) / 1024, 1)
-
-
-def pregeneration_memory(lines: list[str], quick: bool, workdir: Path) -> dict:
-    """Peak RSS of whole pregeneration runs at two corpus sizes: it grows with the corpus in memory, and
-    hardly with --reduce_memory (documents in SQLite on disk)."""
-    result: dict = {}
-    for count in (4000, 16000) if quick else (16000, len(lines)):
-        corpus = write_corpus(lines[:count], workdir / f"memory_{count}.txt")
-        size = f"{corpus.stat().st_size / 2**20:.1f}MiB_corpus"
-        for reduce_memory in (False, True):
-            out = workdir / f"memory_{count}_{reduce_memory}"
-            key = f"peak_rss_mib_{'reduce_memory' if reduce_memory else 'in_memory'}_{size}"
-            result[key] = peak_rss_mib(corpus, out, reduce_memory)
-    return result
 
 
 def pregeneration(quick: bool, workdir: Path) -> dict:
@@ -97,7 +63,6 @@ def pregeneration(quick: bool, workdir: Path) -> dict:
             result[f"instances_per_s_{workers}_workers"] = round(sum(counts) / seconds, 1)
         result["instances_per_epoch"] = counts[0]
     result["speedup_2_workers"] = round(result["instances_per_s_2_workers"] / result["instances_per_s_1_workers"], 2)
-    result["memory"] = pregeneration_memory(all_lines, quick, workdir)
     return result
 
 

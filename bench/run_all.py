@@ -166,6 +166,7 @@ def main() -> int:
         else:
             results["failed"][path.stem] = f"exit status {proc.returncode}"
             print(f"!! {path.stem} failed (exit status {proc.returncode})", flush=True)
+    results["benchmarks"] = dict(sorted(results["benchmarks"].items()))
     write_json(results_dir / "latest.json", results)
     markdown = to_markdown(results)
     with atomic_open(results_dir / "latest.md") as handle:

@@ -18,8 +18,8 @@ OUTPUT_DIR="${7:-${OUTPUT_DIR:-$ROOT/output/$TASK_NAME}}"
 INIT_CHECKPOINT="${4:-${INIT_CHECKPOINT:-$OUTPUT_DIR}}"   # a directory means its newest checkpoint
 MAX_SEQ_LENGTH="${5:-${MAX_SEQ_LENGTH:-128}}"
 PREDICT_BATCH_SIZE="${6:-${PREDICT_BATCH_SIZE:-32}}"
-BERT_CONFIG="${BERT_CONFIG:-$MODEL_DIR/bert_config.json}"
-VOCAB="${VOCAB:-$MODEL_DIR/vocab.txt}"
+BERT_CONFIG="${BERT_CONFIG:-${BERT_CONFIG_FILE:-$MODEL_DIR/bert_config.json}}"
+VOCAB="${VOCAB:-${VOCAB_FILE:-$MODEL_DIR/vocab.txt}}"
 
 "$PYTHON" "$ROOT/NEZHA-TensorFlow/run_classifier.py" \
   --task_name="$TASK_NAME" --do_predict=true --data_dir="$DATA_DIR" \

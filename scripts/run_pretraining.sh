@@ -22,7 +22,7 @@ fi
 CORPUS=${CORPUS:-$ROOT/output/data/corpus/zh.txt}
 DATA_DIR=${DATA_DIR:-$ROOT/output/pretraining_data}
 NUM_FILES=${NUM_FILES:-4}
-VOCAB_FILE=${VOCAB_FILE:-$ROOT/NEZHA-TensorFlow/nezha/vocab.txt}
+VOCAB_FILE=${VOCAB_FILE:-${VOCAB:-$ROOT/NEZHA-TensorFlow/nezha/vocab.txt}}
 DUPE_FACTOR=${DUPE_FACTOR:-2}
 WHOLE_WORD_MASK=${WHOLE_WORD_MASK:-True}
 DOCS_PER_SHARD=${DOCS_PER_SHARD:-10000}
@@ -30,7 +30,7 @@ RANDOM_SEED=${RANDOM_SEED:-12345}
 REBUILD=${REBUILD:-0}
 INPUT_FILE=${INPUT_FILE:-}
 OUTPUT_DIR=${OUTPUT_DIR:-$ROOT/output/pretraining}
-BERT_CONFIG=${BERT_CONFIG:-$ROOT/NEZHA-TensorFlow/nezha/bert_config_tiny.json}
+BERT_CONFIG=${BERT_CONFIG:-${BERT_CONFIG_FILE:-$ROOT/NEZHA-TensorFlow/nezha/bert_config_tiny.json}}
 INIT_CHECKPOINT=${INIT_CHECKPOINT:-}
 NUM_PROC=${NUM_PROC:-1}
 ENGINE=${ENGINE:-auto}           # auto | horovod | multi_worker (used when NUM_PROC > 1)

@@ -18,8 +18,8 @@ OUTPUT_DIR="${7:-${OUTPUT_DIR:-$ROOT/output/peoples-daily-ner}}"
 INIT_CHECKPOINT="${4:-${INIT_CHECKPOINT:-$OUTPUT_DIR}}"   # a directory means its newest checkpoint
 MAX_SEQ_LENGTH="${5:-${MAX_SEQ_LENGTH:-256}}"
 PREDICT_BATCH_SIZE="${6:-${PREDICT_BATCH_SIZE:-16}}"
-BERT_CONFIG="${BERT_CONFIG:-$MODEL_DIR/bert_config.json}"
-VOCAB="${VOCAB:-$MODEL_DIR/vocab.txt}"
+BERT_CONFIG="${BERT_CONFIG:-${BERT_CONFIG_FILE:-$MODEL_DIR/bert_config.json}}"
+VOCAB="${VOCAB:-${VOCAB_FILE:-$MODEL_DIR/vocab.txt}}"
 WINDOW_STRIDE="${WINDOW_STRIDE:-128}"
 MAX_PREDICT_EXAMPLES="${MAX_PREDICT_EXAMPLES:-0}"  # 0: all
 

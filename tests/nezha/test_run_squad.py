@@ -215,7 +215,8 @@ def first_k_chars_baseline(dataset: dict) -> tuple[float, float]:
 @pytest.fixture(scope="module")
 def trained(prepared_data: Path, nezha_vocab: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """scripts/run_reading.sh as a user runs it, on a tiny random-init NEZHA: 400 real training questions,
-    2 epochs (50 steps), prediction of the first 60 dev passages, then the official evaluator."""
+    2 epochs (50 steps), prediction of the first 60 dev passages, then the official evaluator. VOCAB and
+    BERT_CONFIG are run_clf.sh's names, which run_reading.sh accepts beside its own VOCAB_FILE and BERT_CONFIG_FILE."""
     tmp = tmp_path_factory.mktemp("reading")
     config = tmp / "bert_config.json"
     config.write_text(json.dumps(TINY_CONFIG))
@@ -224,8 +225,8 @@ def trained(prepared_data: Path, nezha_vocab: Path, tmp_path_factory: pytest.Tem
     dev_file = tmp / "dev.json"
     dev_file.write_text(json.dumps(dev, ensure_ascii=False), encoding="utf-8")
     out = tmp / "out"
-    settings = {"DATA_DIR": str(prepared_data / "cmrc"), "PREDICT_FILE": str(dev_file), "VOCAB_FILE": str(nezha_vocab),
-                "BERT_CONFIG_FILE": str(config), "INIT_CHECKPOINT": "none", "OUTPUT_DIR": str(out),
+    settings = {"DATA_DIR": str(prepared_data / "cmrc"), "PREDICT_FILE": str(dev_file), "VOCAB": str(nezha_vocab),
+                "BERT_CONFIG": str(config), "INIT_CHECKPOINT": "none", "OUTPUT_DIR": str(out),
                 "MAX_TRAIN_EXAMPLES": "400", "EPOCHS": "2", "BATCH_SIZE": "16", "LEARNING_RATE": "1.5e-3",
                 "MAX_SEQ_LENGTH": "128", "PREDICT_BATCH_SIZE": "32"}
     result = subprocess.run(["bash", str(ROOT / "scripts" / "run_reading.sh")], env={**env(), **settings},
