@@ -1,9 +1,10 @@
 """TinyBERT general distillation: pregeneration speed (1 vs 2 workers) and distillation throughput and peak memory.
 
 Pregeneration runs on the real Chinese corpus of utils/prepare_data.py (its first lines), with the original's
-defaults at length 128 (its peak memory as the corpus grows: bench_corpus_memory.py). Distillation times the training step of general_distill.py (a 12x768 BERT teacher
-forward under no_grad, a 4x312 TinyBERT student forward and backward, the BertAdam step) at length 128 on
-random token ids, after one warm-up step; fp32, and bf16 autocast only on a GPU (CPU bf16 matmuls are slow).
+defaults at length 128; its peak memory as the corpus grows is bench_corpus_memory.py's. Distillation times
+the training step of general_distill.py (a 12x768 BERT teacher forward under no_grad, a 4x312 TinyBERT student
+forward and backward, the BertAdam step) at length 128 on random token ids, after one warm-up step; fp32, and
+bf16 autocast only on a GPU (CPU bf16 matmuls are slow).
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ VOCAB = ROOT / "NEZHA-TensorFlow" / "nezha" / "vocab.txt"
 TEACHER = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
 STUDENT = dict(hidden_size=312, num_hidden_layers=4, num_attention_heads=12, intermediate_size=1200)
 SEQ = 128
+
+
 def write_corpus(lines: list[str], path: Path) -> Path:
     """The first lines of the corpus, cut at a document break."""
     lines = list(lines)
