@@ -19,6 +19,10 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from utils.prepare_data import prepare_data  # noqa: E402
+
 VOCAB = ROOT / "NEZHA-TensorFlow" / "nezha" / "vocab.txt"
 COPIES = (1, 4)
 # Runs a script as __main__ with the given arguments, then prints its peak RSS in KiB: VmHWM, since
@@ -62,9 +66,6 @@ def pregenerate(corpus: Path, out: Path, reduce_memory: bool) -> float:
 
 def corpora(quick: bool, workdir: Path) -> dict[str, Path]:
     """The floor corpus and the prepared corpus repeated COPIES times, keyed by their size in MiB."""
-    sys.path.insert(0, str(ROOT))
-    from utils.prepare_data import prepare_data
-
     prepare_data(workdir / "data")
     text = (workdir / "data" / "corpus" / "zh.txt").read_text(encoding="utf-8")
     if quick:
@@ -79,8 +80,7 @@ def corpora(quick: bool, workdir: Path) -> dict[str, Path]:
 
 
 def run(quick: bool) -> dict:
-    sys.path.insert(0, str(ROOT))
-    from utils.create_pretraining_data import DEFAULT_DOCS_PER_SHARD
+    from utils.create_pretraining_data import DEFAULT_DOCS_PER_SHARD  # imports TensorFlow: only when run
 
     result: dict = {"dupe_factor": 1, "docs_per_shard": DEFAULT_DOCS_PER_SHARD}
     with tempfile.TemporaryDirectory() as directory:
