@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from general_distillation import train  # noqa: E402
 from utils.errors import exit_on_input_error  # noqa: E402

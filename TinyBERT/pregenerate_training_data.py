@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pregeneration import DocumentDatabase, GenerationOptions, generate_epochs, load_corpus  # noqa: E402
 from utils.errors import InputError, exit_on_input_error  # noqa: E402

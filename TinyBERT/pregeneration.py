@@ -25,13 +25,12 @@ import numpy as np
 from tqdm import tqdm
 
 from utils.errors import InputError
+from utils.features import create_masked_lm_predictions, truncate_seq_pair
 from utils.fileio import atomic_open
-from utils.tokenization import whole_word_continuations
 
 logger = logging.getLogger(__name__)
 
 Document = list[list[str]]  # sentences, each a list of WordPiece tokens
-SPECIAL_TOKENS = ("[CLS]", "[SEP]")
 
 
 class DocumentDatabase:
@@ -169,72 +168,6 @@ def load_corpus(corpus: Union[str, os.PathLike], tokenizer, docs: DocumentDataba
     return docs
 
 
-def truncate_seq_pair(tokens_a: list[str], tokens_b: list[str], max_num_tokens: int, rng: random.Random) -> None:
-    """Shorten the longer list until both fit, removing from its front or its back at random (in place)."""
-    while len(tokens_a) + len(tokens_b) > max_num_tokens:
-        trunc_tokens = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
-        assert len(trunc_tokens) >= 1
-        if rng.random() < 0.5:
-            del trunc_tokens[0]
-        else:
-            trunc_tokens.pop()
-
-
-def candidate_groups(tokens: Sequence[str], whole_word_mask: bool) -> list[list[int]]:
-    """Indices that may be masked, grouped by word with whole_word_mask ([CLS] and [SEP] never)."""
-    continues = whole_word_continuations(tokens) if whole_word_mask else [False] * len(tokens)
-    groups: list[list[int]] = []
-    for index, token in enumerate(tokens):
-        if token in SPECIAL_TOKENS:
-            continue
-        if continues[index] and groups and groups[-1][-1] == index - 1:
-            groups[-1].append(index)
-        else:
-            groups.append([index])
-    return groups
-
-
-def create_masked_lm_predictions(
-    tokens: list[str],
-    masked_lm_prob: float,
-    max_predictions_per_seq: int,
-    whole_word_mask: bool,
-    vocab_list: Sequence[str],
-    rng: random.Random,
-) -> tuple[list[str], list[int], list[str]]:
-    """Mask tokens in place; return (tokens, sorted masked positions, original tokens at them).
-
-    As the original, at least one token is always selected, even with masked_lm_prob 0: num_to_mask is
-    max(1, round(len * prob)). A whole word is masked or not at all, so a word with more pieces than the
-    remaining budget is skipped. Each selected position: 80% [MASK], 10% kept, 10% a random vocab token.
-    """
-    cand_indices = candidate_groups(tokens, whole_word_mask)
-    num_to_mask = min(max_predictions_per_seq, max(1, int(round(len(tokens) * masked_lm_prob))))
-    rng.shuffle(cand_indices)
-    masked_lms: list[tuple[int, str]] = []
-    covered_indexes: set[int] = set()
-    for index_set in cand_indices:
-        if len(masked_lms) >= num_to_mask:
-            break
-        if len(masked_lms) + len(index_set) > num_to_mask:
-            continue
-        if any(index in covered_indexes for index in index_set):
-            continue
-        for index in index_set:
-            covered_indexes.add(index)
-            if rng.random() < 0.8:
-                masked_token = "[MASK]"
-            elif rng.random() < 0.5:
-                masked_token = tokens[index]
-            else:
-                masked_token = rng.choice(vocab_list)
-            masked_lms.append((index, tokens[index]))
-            tokens[index] = masked_token
-    assert len(masked_lms) <= num_to_mask
-    masked_lms.sort(key=lambda item: item[0])
-    return tokens, [index for index, _ in masked_lms], [label for _, label in masked_lms]
-
-
 def create_instances_from_document(
     doc_database: DocumentDatabase,
     doc_idx: int,
@@ -294,8 +227,7 @@ def create_instances_from_document(
                 tokens = ["[CLS]"] + tokens_a + ["[SEP]"] + tokens_b + ["[SEP]"]
                 segment_ids = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
                 tokens, masked_lm_positions, masked_lm_labels = create_masked_lm_predictions(
-                    tokens, masked_lm_prob, max_predictions_per_seq, whole_word_mask, vocab_list, rng
-                )
+                    tokens, masked_lm_prob, max_predictions_per_seq, vocab_list, rng, whole_word_mask)
                 instances.append({
                     "tokens": tokens,
                     "segment_ids": segment_ids,

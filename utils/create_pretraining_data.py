@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from utils import tokenization
 from utils.errors import InputError, exit_on_input_error
+from utils.features import create_masked_lm_predictions, truncate_seq_pair
 
 FLAGS = flags.FLAGS
 DEFAULT_DOCS_PER_SHARD = 10000
@@ -66,11 +67,6 @@ class TrainingInstance(NamedTuple):
     masked_lm_positions: list
     masked_lm_labels: list
     is_random_next: bool
-
-
-class MaskedLmInstance(NamedTuple):
-    index: int
-    label: str
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -137,56 +133,6 @@ def shards(documents: Iterable[list], docs_per_shard: int) -> Iterator[list]:
 
 
 # ------------------------------------------------------------------------------------------------ instances
-
-def truncate_seq_pair(tokens_a: list, tokens_b: list, max_num_tokens: int, rng: random.Random) -> None:
-    """Trim the longer segment, from the front or the back at random, until the pair fits."""
-    while len(tokens_a) + len(tokens_b) > max_num_tokens:
-        trunc_tokens = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
-        if rng.random() < 0.5:
-            del trunc_tokens[0]
-        else:
-            trunc_tokens.pop()
-
-
-def create_masked_lm_predictions(tokens: list, masked_lm_prob: float, max_predictions_per_seq: int,
-                                 vocab_words: list, rng: random.Random,
-                                 do_whole_word_mask: bool = False) -> tuple[list, list, list]:
-    """Google's masking: shuffle the candidate words, mask until num_to_predict tokens are taken (80% [MASK],
-    10% kept, 10% a random vocabulary word); with whole words, a word that does not fit is skipped."""
-    continuations = tokenization.whole_word_continuations(tokens) if do_whole_word_mask else None
-    cand_indexes: list[list[int]] = []
-    for i, token in enumerate(tokens):
-        if token == "[CLS]" or token == "[SEP]":
-            continue
-        if continuations is not None and cand_indexes and continuations[i]:
-            cand_indexes[-1].append(i)
-        else:
-            cand_indexes.append([i])
-    rng.shuffle(cand_indexes)
-    output_tokens = list(tokens)
-    num_to_predict = min(max_predictions_per_seq, max(1, int(round(len(tokens) * masked_lm_prob))))
-    masked_lms: list[MaskedLmInstance] = []
-    covered_indexes: set[int] = set()
-    for index_set in cand_indexes:
-        if len(masked_lms) >= num_to_predict:
-            break
-        if len(masked_lms) + len(index_set) > num_to_predict:
-            continue
-        if any(index in covered_indexes for index in index_set):
-            continue
-        for index in index_set:
-            covered_indexes.add(index)
-            if rng.random() < 0.8:
-                masked_token = "[MASK]"
-            elif rng.random() < 0.5:
-                masked_token = tokens[index]
-            else:
-                masked_token = vocab_words[rng.randint(0, len(vocab_words) - 1)]
-            output_tokens[index] = masked_token
-            masked_lms.append(MaskedLmInstance(index, tokens[index]))
-    masked_lms.sort(key=lambda x: x.index)
-    return output_tokens, [p.index for p in masked_lms], [p.label for p in masked_lms]
-
 
 def create_instances_from_document(all_documents: list, document_index: int, max_seq_length: int,
                                    short_seq_prob: float, masked_lm_prob: float, max_predictions_per_seq: int,
