@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from utils.errors import InputError, require_file
 from utils.fileio import atomic_open
-from utils.tasks import DataProcessor, read_tsv
+from utils.tasks import DataProcessor, get_task, read_tsv
 from utils.tokenization import FullTokenizer, is_cjk_char
 
 logger = logging.getLogger(__name__)
@@ -45,17 +45,13 @@ mightn't mustn mustn't needn needn't shan shan't shouldn shouldn't wasn wasn't w
 wouldn't 's 're
 """.split())
 
-# The original's per-task N ("How many times is the corpus expanded?"); STS-B's entry was misspelled "STS-b"
-# there and never applied.
-TASK_N = {"cola": 30, "mnli": 10, "mrpc": 30, "sst-2": 20, "sts-b": 30, "qqp": 10, "qnli": 20, "rte": 30}
-DEFAULT_N = 30
 GLOVE_VOCAB_SIZE = 100000
 _ENGLISH_WORD = re.compile("[a-z]+")
 
 
 def default_n(task_name: str) -> int:
-    """N of a task when --N is not given: the original's table, else 30."""
-    return TASK_N.get(task_name.lower(), DEFAULT_N)
+    """N of a task when --N is not given: its augment_n in utils/tasks.py (the original's table, else 30)."""
+    return get_task(task_name).augment_n
 
 
 # Word vectors ------------------------------------------------------------------------------------------------
@@ -400,11 +396,6 @@ def text_columns(processor: DataProcessor) -> list[int]:
     return [text_a] + ([text_b] if text_b is not None else [])
 
 
-def required_columns(processor: DataProcessor) -> int:
-    used = [c for c in processor.columns if c is not None]
-    return max(c + 1 if c >= 0 else -c for c in used)
-
-
 def augment_file(augmentor: DataAugmentor, processor: DataProcessor, input_path: str | os.PathLike,
                  output_path: str | os.PathLike, progress: bool = True) -> AugmentStats:
     """Write train_aug.tsv: the header (when the task has one), then for each example its row, and for each
@@ -418,13 +409,13 @@ def augment_file(augmentor: DataAugmentor, processor: DataProcessor, input_path:
     rows = list(read_tsv(input_path))
     header = rows[0][1] if processor.has_header and rows else None
     data = rows[1:] if header is not None else rows
-    needed = required_columns(processor)
+    needed = processor.train_layout.min_columns
     columns = text_columns(processor)
     examples = []
     for line, row in data:
         if len(row) >= needed:
             examples.append(row)
-        elif not getattr(processor, "skip_bad_rows", False):
+        elif not processor.skip_bad_rows:
             raise InputError(f"expected at least {needed} tab-separated columns for task {processor.name} "
                              f"(text in column(s) {', '.join(str(c + 1) for c in columns)}), found {len(row)}",
                              input_path, line)

@@ -24,12 +24,11 @@ for _path in (str(_ROOT), str(_ROOT / "TinyBERT")):
 import torch  # noqa: E402
 
 from augmentation import (  # noqa: E402
-    DEFAULT_N, GLOVE_VOCAB_SIZE, TASK_N, AugmentStats, DataAugmentor, MaskedLMCandidates, WordVectors,
-    augment_file, default_n,
+    GLOVE_VOCAB_SIZE, AugmentStats, DataAugmentor, MaskedLMCandidates, WordVectors, augment_file, default_n,
 )
 from transformer.modeling import BertForMaskedLM  # noqa: E402
 from utils.errors import InputError, exit_on_input_error  # noqa: E402
-from utils.tasks import CHINESE_TASKS, get_processor  # noqa: E402
+from utils.tasks import DEFAULT_AUGMENT_N, TASKS, get_processor  # noqa: E402
 from utils.tokenization import FullTokenizer  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -48,9 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="GLUE data dir; the task's files are in glue_dir/task_name")
     parser.add_argument("--task_name", required=True, type=str,
                         help="task (e.g. CoLA, SST-2, MRPC, text_clf) whose train set is augmented")
+    special = ", ".join(f"{name} {t.augment_n}" for name, t in TASKS.items() if t.augment_n != DEFAULT_AUGMENT_N)
     parser.add_argument("--N", default=None, type=int,
-                        help=f"How many times is the corpus expanded? (default: the original's per-task value, "
-                             f"{', '.join(f'{k} {v}' for k, v in TASK_N.items())}; {DEFAULT_N} for other tasks)")
+                        help=f"How many times is the corpus expanded? (default: the task's, the original's per-task "
+                             f"value: {special}; {DEFAULT_AUGMENT_N} for the others)")
     parser.add_argument("--M", default=15, type=int,
                         help="Choose from M most-likely words in the corresponding position")
     parser.add_argument("--p", default=0.4, type=float, help="Threshold probability p to replace current word")
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> AugmentStats:
     """Augment the task's training file as the flags say; returns the counts and the speed."""
     check_args(args)
     processor = get_processor(args.task_name)
-    chinese = processor.name in CHINESE_TASKS
+    chinese = processor.chinese
     if not chinese and args.glove_embs is None:
         raise InputError(f"task {args.task_name} is English: --glove_embs (GloVe vectors for multi-piece words) "
                          "is required")
