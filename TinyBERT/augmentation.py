@@ -262,7 +262,8 @@ class MaskedLMCandidates:
             chunk = rows[begin:begin + self.batch_size]
             input_ids = torch.tensor(chunk, device=self.device)
             token_type_ids = torch.tensor([segments] * len(chunk), device=self.device)
-            hidden = self.model.bert(input_ids, token_type_ids, output_all_encoded_layers=False, output_att=False)[0]
+            hidden = self.model.bert(input_ids, token_type_ids, output_all_encoded_layers=False,
+                                     output_att=False).hidden_states
             which = positions[begin:begin + self.batch_size]
             row_index = torch.tensor([r for r, pos in enumerate(which) for _ in pos], device=self.device)
             col_index = torch.tensor([p for pos in which for p in pos], device=self.device)

@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from transformer.modeling import TinyBertForSequenceClassification  # noqa: E402
 from utils.errors import exit_on_input_error  # noqa: E402
+from utils.features import encode_pair  # noqa: E402
 from utils.fileio import write_json  # noqa: E402
 from utils.tasks import get_processor  # noqa: E402
 from utils.tokenization import BertTokenizer  # noqa: E402
@@ -33,26 +34,13 @@ def inference_parameters(model: torch.nn.Module) -> int:
 
 
 def encode(texts: Sequence[tuple[str, Optional[str]]], tokenizer: BertTokenizer, max_seq_length: int) -> dict:
-    """[CLS] a [SEP] (b [SEP]) ids padded to the longest example of the batch, as a deployment would."""
-    rows = []
-    for a, b in texts:
-        tokens_a = tokenizer.tokenize(a)
-        tokens_b = tokenizer.tokenize(b) if b else []
-        budget = max_seq_length - (3 if tokens_b else 2)
-        while len(tokens_a) + len(tokens_b) > budget:
-            (tokens_a if len(tokens_a) > len(tokens_b) else tokens_b).pop()
-        tokens = ["[CLS]"] + tokens_a + ["[SEP]"] + (tokens_b + ["[SEP]"] if tokens_b else [])
-        segments = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1 if tokens_b else 0)
-        rows.append((tokenizer.convert_tokens_to_ids(tokens), segments))
-    width = max(len(ids) for ids, _ in rows)
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    segments = torch.zeros_like(ids)
-    mask = torch.zeros_like(ids)
-    for i, (row_ids, row_segments) in enumerate(rows):
-        ids[i, :len(row_ids)] = torch.tensor(row_ids)
-        segments[i, :len(row_segments)] = torch.tensor(row_segments)
-        mask[i, :len(row_ids)] = 1
-    return {"input_ids": ids, "token_type_ids": segments, "attention_mask": mask}
+    """[CLS] a [SEP] (b [SEP]) ids (utils.features.encode_pair) cut to the longest example of the batch, as a
+    deployment would; a b without tokens is left out."""
+    pairs = [encode_pair(tokenizer.tokenize(a), (tokenizer.tokenize(b) or None) if b else None, max_seq_length,
+                         tokenizer) for a, b in texts]
+    width = max(len(pair.tokens) for pair in pairs)
+    fields = {"input_ids": "input_ids", "token_type_ids": "segment_ids", "attention_mask": "input_mask"}
+    return {name: torch.tensor([getattr(pair, field)[:width] for pair in pairs]) for name, field in fields.items()}
 
 
 def compare(teacher_dir: str, student_dir: str, data_dir: str, task_name: str, max_seq_length: int,
@@ -72,8 +60,8 @@ def compare(teacher_dir: str, student_dir: str, data_dir: str, task_name: str, m
         for batch in batches:
             for name, model in models.items():
                 start = time.perf_counter()
-                encoded, pooled = model.bert(**batch, output_all_encoded_layers=False, output_att=False)
-                model.classifier(model.classifier_act(pooled))
+                encoded = model.bert(**batch, output_all_encoded_layers=False, output_att=False)
+                model.classifier(model.classifier_act(encoded.pooled_output))
                 times[name].append(time.perf_counter() - start)
     result: dict = {"task_name": task_name, "examples": len(examples), "batch_size": batch_size,
                     "max_seq_length": max_seq_length, "torch_threads": torch.get_num_threads()}

@@ -145,10 +145,11 @@ def optimizer_groups(model: torch.nn.Module) -> list[dict]:
 def distillation_losses(student, teacher, input_ids, segment_ids, input_mask, autocast) -> tuple[torch.Tensor, torch.Tensor]:
     """(att_loss, rep_loss) of one batch; the teacher in eval mode under no_grad."""
     with autocast():
-        student_atts, student_reps = student(input_ids, segment_ids, input_mask)
+        student_out = student(input_ids, segment_ids, input_mask)
         with torch.no_grad():
-            teacher_reps, teacher_atts, _ = teacher(input_ids, segment_ids, input_mask)
-        return attention_loss(student_atts, teacher_atts), hidden_loss(student_reps, teacher_reps)
+            teacher_out = teacher(input_ids, segment_ids, input_mask)
+        return (attention_loss(student_out.attentions, teacher_out.attentions),
+                hidden_loss(student_out.hidden_states, teacher_out.hidden_states))
 
 
 def _autocast_factory(fp16: bool, device: torch.device):

@@ -33,7 +33,7 @@ from task_data import (
     label_permutation,
 )
 from transformer.checkpoints import find_config_file
-from transformer.modeling import BertConfig, TinyBertForSequenceClassification
+from transformer.modeling import BertConfig, ClassifierOutput, TinyBertForSequenceClassification
 from transformer.optimization import BertAdam
 from utils.errors import InputError
 from utils.fileio import atomic_open, write_key_values
@@ -54,11 +54,11 @@ class TaskModel:
     permutation: Optional[list[int]]
     path: str
 
-    def logits(self, input_ids, segment_ids, input_mask, is_student: bool = False):
-        logits, atts, reps = self.model(input_ids, segment_ids, input_mask, is_student=is_student)
+    def logits(self, input_ids, segment_ids, input_mask, is_student: bool = False) -> ClassifierOutput:
+        output = self.model(input_ids, segment_ids, input_mask, is_student=is_student)
         if self.permutation is not None:
-            logits = logits[:, self.permutation]
-        return logits, atts, reps
+            output = output._replace(logits=output.logits[:, self.permutation])
+        return output
 
 
 def set_seed(seed: int) -> None:
@@ -154,7 +154,7 @@ def evaluate(task_model: TaskModel, task_name: str, loader: DataLoader, output_m
     for batch in tqdm(loader, desc="Evaluating", leave=False):
         input_ids, input_mask, segment_ids, label_ids, _ = (t.to(device) for t in batch)
         with autocast(device, mixed_precision):
-            logits, _, _ = task_model.logits(input_ids, segment_ids, input_mask)
+            logits = task_model.logits(input_ids, segment_ids, input_mask).logits
         logits = logits.float()
         if output_mode == "classification":
             losses.append(F.cross_entropy(logits, label_ids).item())
@@ -238,21 +238,20 @@ def distillation_loss(student: TaskModel, teacher: TaskModel, batch: Sequence[to
     """
     input_ids, input_mask, segment_ids, label_ids = (t.to(device) for t in batch[:4])
     with autocast(device, mixed_precision):
-        student_logits, student_atts, student_reps = student.logits(input_ids, segment_ids, input_mask,
-                                                                    is_student=True)
+        student_out = student.logits(input_ids, segment_ids, input_mask, is_student=True)
         with torch.no_grad():
-            teacher_logits, teacher_atts, teacher_reps = teacher.logits(input_ids, segment_ids, input_mask)
+            teacher_out = teacher.logits(input_ids, segment_ids, input_mask)
     values = {"att_loss": 0.0, "rep_loss": 0.0, "cls_loss": 0.0}
     if not pred_distill:
-        att = att_loss(student_atts, teacher_atts)
-        rep = rep_loss(student_reps, teacher_reps)
+        att = att_loss(student_out.attentions, teacher_out.attentions)
+        rep = rep_loss(student_out.hidden_states, teacher_out.hidden_states)
         loss = att + rep
         values.update(att_loss=att.item(), rep_loss=rep.item())
     else:
         if output_mode == "classification":
-            loss = soft_cross_entropy(student_logits / temperature, teacher_logits / temperature)
+            loss = soft_cross_entropy(student_out.logits / temperature, teacher_out.logits / temperature)
         else:
-            loss = F.mse_loss(student_logits.float().view(-1), label_ids.view(-1))
+            loss = F.mse_loss(student_out.logits.float().view(-1), label_ids.view(-1))
         values["cls_loss"] = loss.item()
     values["loss"] = loss.item()
     return loss, values

@@ -139,7 +139,7 @@ def test_mlm_candidates_equal_one_forward_per_word(english_model: Path):
         tokens = ["[CLS]"] + masked + ["[SEP]"] + pieces + ["[SEP]"]
         segments = [0] * (len(pieces) + 2) + [1] * (len(pieces) + 1)
         with torch.no_grad():
-            logits = model(torch.tensor([tokenizer.convert_tokens_to_ids(tokens)]), torch.tensor([segments]))
+            logits = model(torch.tensor([tokenizer.convert_tokens_to_ids(tokens)]), torch.tensor([segments])).logits
         _check_against_reference(candidates, logits[0, position + 1], tokenizer, 15)
 
 
@@ -162,7 +162,7 @@ def test_inputs_longer_than_the_model_are_cut_to_a_window(english_model: Path, t
         tokens = ["[CLS]"] + masked + ["[SEP]"] + window + ["[SEP]"]
         with torch.no_grad():
             logits = model(torch.tensor([tokenizer.convert_tokens_to_ids(tokens)]),
-                           torch.tensor([[0] * (width + 2) + [1] * (width + 1)]))
+                           torch.tensor([[0] * (width + 2) + [1] * (width + 1)])).logits
         _check_against_reference(candidates, logits[0, 1 + start - first], tokenizer, 5)
 
 
@@ -181,7 +181,7 @@ def test_chinese_word_gets_best_same_length_fillings(chinese_model: Path):
     tokens = ["[CLS]"] + masked + ["[SEP]"] + pieces + ["[SEP]"]
     segments = [0] * (len(pieces) + 2) + [1] * (len(pieces) + 1)
     with torch.no_grad():
-        logits = model(torch.tensor([tokenizer.convert_tokens_to_ids(tokens)]), torch.tensor([segments]))
+        logits = model(torch.tensor([tokenizer.convert_tokens_to_ids(tokens)]), torch.tensor([segments])).logits
     logprobs = torch.log_softmax(logits[0, 3:6], dim=-1)
     cjk = [i for i, t in tokenizer.inv_vocab.items() if len(t) == 1 and is_cjk_char(t)]
     tops = [sorted(cjk, key=lambda i: -logprobs[k, i].item())[:M] for k in range(3)]

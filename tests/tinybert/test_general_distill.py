@@ -130,7 +130,8 @@ def test_losses_equal_a_numpy_computation_and_teacher_gets_no_gradient():
     att, rep = distillation_losses(student, teacher, input_ids, segments, mask, general_distillation.nullcontext)
     (att + rep).backward()
     student_atts, student_reps = student(input_ids, segments, mask)
-    teacher_reps, teacher_atts, _ = teacher(input_ids, segments, mask)
+    teacher_out = teacher(input_ids, segments, mask)
+    teacher_reps, teacher_atts = teacher_out.hidden_states, teacher_out.attentions
     assert (teacher_atts[1][2, :, :, 3:] <= -100).all()  # masked keys are in the zeroed range
     expected_att, expected_rep = numpy_losses(student_atts, student_reps, teacher_atts, teacher_reps)
     assert att.item() == pytest.approx(expected_att, rel=1e-5)
