@@ -11,15 +11,15 @@ is left out, as the paper's 14.5M for TinyBERT 4x312 does.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 from transformer.modeling import TinyBertForSequenceClassification  # noqa: E402
 from utils.errors import exit_on_input_error  # noqa: E402

@@ -1,6 +1,6 @@
-"""Token sequences -> model inputs, for both trees: pair truncation, `[CLS] a [SEP] b [SEP]` encoding and
-masked-LM position selection (framework-free; utils/create_pretraining_data.py imports TensorFlow, so these
-live here).
+"""Token sequences -> model inputs, for both trees: pair truncation, `[CLS] a [SEP] b [SEP]` encoding,
+masked-LM position selection and the sentence-pair instances of pretraining data (framework-free;
+utils/create_pretraining_data.py imports TensorFlow, so these live here).
 
 Each is the original algorithm exactly, random-call order included, so that seeded outputs of
 create_pretraining_data.py and TinyBERT's pregeneration stay what they were.
@@ -8,7 +8,7 @@ create_pretraining_data.py and TinyBERT's pregeneration stay what they were.
 from __future__ import annotations
 
 import random
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 from utils.tokenization import whole_word_continuations
 
@@ -109,3 +109,65 @@ def create_masked_lm_predictions(tokens: Sequence[str], masked_lm_prob: float, m
             chosen.append((index, tokens[index]))
     chosen.sort()
     return MaskedTokens(output, [index for index, _ in chosen], [label for _, label in chosen])
+
+
+class TrainingInstance(NamedTuple):
+    """A sentence pair of pretraining data, masked, before conversion to ids."""
+
+    tokens: list[str]
+    segment_ids: list[int]
+    masked_lm_positions: list[int]
+    masked_lm_labels: list[str]
+    is_random_next: bool
+
+
+def create_instances_from_document(document: Sequence[Sequence[str]],
+                                   random_document: Callable[[random.Random], Sequence[Sequence[str]]],
+                                   max_seq_length: int, short_seq_prob: float, masked_lm_prob: float,
+                                   max_predictions_per_seq: int, vocab_words: Sequence[str], rng: random.Random,
+                                   whole_word_mask: bool = False, bi_text: bool = True) -> list[TrainingInstance]:
+    """Google BERT's sentence pairs of one document (a list of tokenized sentences): A is the first a_end
+    sentences of a chunk of about target_seq_length tokens, B the rest (IsNext) or, half the time and always
+    for a one-sentence chunk, text of random_document(rng), another document.
+
+    Without bi_text (TinyBERT's --one_seq) B is never random; an empty A or B becomes ["."], as TinyBERT's.
+    """
+    max_num_tokens = max_seq_length - 3
+    target_seq_length = max_num_tokens
+    if rng.random() < short_seq_prob:
+        target_seq_length = rng.randint(2, max_num_tokens)
+    instances = []
+    chunk: list[Sequence[str]] = []
+    length = 0
+    i = 0
+    while i < len(document):
+        chunk.append(document[i])
+        length += len(document[i])
+        if i == len(document) - 1 or length >= target_seq_length:
+            a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
+            tokens_a = [token for sentence in chunk[:a_end] for token in sentence]
+            tokens_b: list[str] = []
+            is_random_next = bi_text and (len(chunk) == 1 or rng.random() < 0.5)
+            if is_random_next:
+                target_b_length = target_seq_length - len(tokens_a)
+                other = random_document(rng)
+                for sentence in other[rng.randint(0, len(other) - 1):]:
+                    tokens_b.extend(sentence)
+                    if len(tokens_b) >= target_b_length:
+                        break
+                i -= len(chunk) - a_end  # the sentences not used for A are read again
+            else:
+                tokens_b = [token for sentence in chunk[a_end:] for token in sentence]
+            tokens_a = tokens_a or ["."]
+            tokens_b = tokens_b or ["."]
+            truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
+            tokens = ["[CLS]"] + tokens_a + ["[SEP]"] + tokens_b + ["[SEP]"]
+            segment_ids = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
+            masked = create_masked_lm_predictions(tokens, masked_lm_prob, max_predictions_per_seq, vocab_words, rng,
+                                                  whole_word_mask)
+            instances.append(TrainingInstance(masked.tokens, segment_ids, masked.positions, masked.labels,
+                                              is_random_next))
+            chunk = []
+            length = 0
+        i += 1
+    return instances

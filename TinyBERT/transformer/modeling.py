@@ -62,19 +62,14 @@ class BertConfig:
         if isinstance(vocab_size_or_config_json_file, (str, os.PathLike)):
             self.__dict__.update(_read_json_object(vocab_size_or_config_json_file))
         elif isinstance(vocab_size_or_config_json_file, int):
-            self.vocab_size = vocab_size_or_config_json_file
-            self.hidden_size = hidden_size
-            self.num_hidden_layers = num_hidden_layers
-            self.num_attention_heads = num_attention_heads
-            self.hidden_act = hidden_act
-            self.intermediate_size = intermediate_size
-            self.hidden_dropout_prob = hidden_dropout_prob
-            self.attention_probs_dropout_prob = attention_probs_dropout_prob
-            self.max_position_embeddings = max_position_embeddings
-            self.type_vocab_size = type_vocab_size
-            self.initializer_range = initializer_range
-            self.pre_trained = pre_trained
-            self.training = training
+            # the original TinyBERT config keys
+            self.__dict__.update(
+                vocab_size=vocab_size_or_config_json_file, hidden_size=hidden_size,
+                num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads, hidden_act=hidden_act,
+                intermediate_size=intermediate_size, hidden_dropout_prob=hidden_dropout_prob,
+                attention_probs_dropout_prob=attention_probs_dropout_prob,
+                max_position_embeddings=max_position_embeddings, type_vocab_size=type_vocab_size,
+                initializer_range=initializer_range, pre_trained=pre_trained, training=training)
         else:
             raise ValueError("First argument must be either a vocabulary size (int) or the path to a config file (str)")
 
@@ -247,10 +242,13 @@ class BertSelfAttention(nn.Module):
         return context, scores
 
 
-class BertSelfOutput(nn.Module):
-    def __init__(self, config: BertConfig):
+class ResidualOutput(nn.Module):
+    """LayerNorm(dropout(dense(x)) + residual), from `input_size` back to the hidden size: the output of
+    attention (Hugging Face's BertSelfOutput) and of the feed-forward layer (BertOutput)."""
+
+    def __init__(self, config: BertConfig, input_size: int):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(input_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -262,7 +260,7 @@ class BertAttention(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.self = BertSelfAttention(config)
-        self.output = BertSelfOutput(config)
+        self.output = ResidualOutput(config, config.hidden_size)
 
     def forward(self, input_tensor, attention_mask, relations=None, output_att=True):
         context, scores = self.self(input_tensor, attention_mask, relations, output_att)
@@ -279,23 +277,12 @@ class BertIntermediate(nn.Module):
         return self.intermediate_act_fn(self.dense(hidden_states))
 
 
-class BertOutput(nn.Module):
-    def __init__(self, config: BertConfig):
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
-
-
 class BertLayer(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.attention = BertAttention(config)
         self.intermediate = BertIntermediate(config)
-        self.output = BertOutput(config)
+        self.output = ResidualOutput(config, config.intermediate_size)
 
     def forward(self, hidden_states, attention_mask, relations=None, output_att=True):
         attention_output, scores = self.attention(hidden_states, attention_mask, relations, output_att)
@@ -307,13 +294,9 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList([BertLayer(config) for _ in range(config.num_hidden_layers)])
 
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        attention_mask: Optional[torch.Tensor],
-        relations: Optional[torch.Tensor] = None,
-        output_att: bool = True,
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def forward(self, hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor],
+                relations: Optional[torch.Tensor] = None,
+                output_att: bool = True) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Return N+1 hidden states (the input first) and N attention score tensors (empty without output_att)."""
         all_layers = [hidden_states]
         all_atts = []

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-import augmentation
 import data_augmentation
-from augmentation import STOP_WORDS, MaskedLMCandidates, Span, WordVectors, default_n
+from distillation import augmentation
+from distillation.augmentation import STOP_WORDS, MaskedLMCandidates, Span, WordVectors, default_n
 from transformer.modeling import BertConfig, BertForMaskedLM
 from utils.tasks import get_processor
 from utils.tokenization import FullTokenizer, is_cjk_char, load_vocab

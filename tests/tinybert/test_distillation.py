@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from distillation import att_loss, layer_mapping, rep_loss, soft_cross_entropy
+from distillation.losses import att_loss, layer_mapping, rep_loss, soft_cross_entropy
 from utils.errors import InputError
 
 

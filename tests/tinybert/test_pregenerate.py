@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import pregenerate_training_data
-from pregeneration import DocumentDatabase, load_corpus
+from distillation.pregenerated import DocumentDatabase, load_corpus
 from utils.features import create_masked_lm_predictions
 from utils.tokenization import BertTokenizer, whole_word_continuations
 

@@ -8,13 +8,13 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
 
-from task_data import config_label_names, convert_examples_to_features, label_permutation
+from distillation.task_data import config_label_names, convert_examples_to_features, label_permutation
 from task_distill import main as task_distill_main
-from task_trainer import iterate_eval_results
 from transformer.modeling import BertConfig, TinyBertForSequenceClassification
 from utils.errors import InputError
 from utils.fileio import read_key_values
@@ -25,6 +25,19 @@ ROOT = Path(__file__).resolve().parents[2]
 TRAIN_EXAMPLES, DEV_EXAMPLES, SEQ, BATCH = 4000, 300, 32, 32
 TEACHER = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
 STUDENT = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64)
+
+
+def iterate_eval_results(path: Path) -> Iterator[dict[str, str]]:
+    """Each `key = value` block of an eval_results.txt (a block ends with its global_step line)."""
+    block: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, _, value = line.partition(" = ")
+        if key in block:
+            yield block
+            block = {}
+        block[key] = value
+    if block:
+        yield block
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -189,7 +189,7 @@ def test_squad_reader_errors(tmp_path: Path) -> None:
 
 
 def test_a_new_task_is_one_class_that_every_table_reads(tmp_path: Path) -> None:
-    from augmentation import default_n
+    from distillation.augmentation import default_n
     from eval_history import metric_for_task
 
     class ReviewsProcessor(DataProcessor):
