@@ -431,7 +431,8 @@ def augment_row(augmentor: DataAugmentor, row: list[str], index: int, columns: S
     out = [row]
     for column in columns:
         for variant in augmentor.augment(row[column], key=f"{index}:{column}")[1:]:
-            out.append(row[:column] + [variant] + row[column + 1:])
+            out.append(list(row))
+            out[-1][column] = variant
     return out
 
 

@@ -53,7 +53,7 @@ class Runtime:
         """The mean of each value over the processes (the values themselves in one process)."""
         if self.world_size == 1:
             return list(values)
-        tensor = torch.tensor(values, dtype=torch.float64, device=self._collective_device)
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
         dist.all_reduce(tensor)
         return (tensor / self.world_size).tolist()
 
@@ -73,16 +73,23 @@ class Runtime:
         dist.broadcast_object_list(holder, src=0)
         return holder[0]
 
+    @contextlib.contextmanager
+    def own_dropout(self, seed: int, step: int) -> Iterator[None]:
+        """With several processes, dropout masks from a generator of this rank and step, the global one left
+        as it was (every rank draws the shared data order from it); nothing in one process."""
+        if self.world_size == 1:
+            yield
+            return
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(dropout_seed(seed, self.rank, step))
+            yield
+
     def wrap(self, model: nn.Module) -> nn.Module:
         """The model in DDP when there are several processes (its buffers are constants: not broadcast)."""
         if not self.distributed:
             return model
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
-
-    @property
-    def _collective_device(self) -> torch.device:
-        return self.device if self.device.type == "cuda" else torch.device("cpu")
 
 
 def log_to_console(main_process: bool = True) -> None:
@@ -126,30 +133,24 @@ class GlobalBatchSampler(Sampler[list[int]]):
     processes train on the very batches one process would (the last, incomplete batch dropped).
 
     The order is drawn from torch's global generator, where the original DataLoader drew it, so one process
-    shuffles exactly as before; with several, every rank first takes rank 0's generator state (all draw the
-    same order) and then a seed of its own for the epoch's dropout masks.
+    shuffles exactly as before; with several, every rank first takes rank 0's generator state, so all draw
+    the same order (Runtime.own_dropout keeps their dropout masks out of that generator).
     """
 
-    def __init__(self, size: int, batch_size: int, runtime: Runtime, seed: int):
+    def __init__(self, size: int, batch_size: int, runtime: Runtime):
         self.size = size
         self.batch_size = batch_size
         self.runtime = runtime
-        self.seed = seed
-        self.epoch = 0
 
     def __len__(self) -> int:
         return self.size // self.batch_size
 
     def __iter__(self) -> Iterator[list[int]]:
         runtime = self.runtime
-        if runtime.distributed:
+        if runtime.world_size > 1:
             torch.set_rng_state(runtime.broadcast(torch.get_rng_state()))
-        batches = list(BatchSampler(RandomSampler(range(self.size)), self.batch_size, drop_last=True))
-        if runtime.distributed:
-            torch.manual_seed(dropout_seed(self.seed, runtime.rank, self.epoch))
-        self.epoch += 1
         share = self.batch_size // runtime.world_size
-        for batch in batches:
+        for batch in BatchSampler(RandomSampler(range(self.size)), self.batch_size, drop_last=True):
             yield batch[runtime.rank * share:(runtime.rank + 1) * share]
 
 

@@ -132,9 +132,9 @@ def tensor_data(examples: Sequence[InputExample], processor: DataProcessor, labe
     return get_tensor_data(processor.output_mode, features)
 
 
-def train_loader(data, batch_size: int, runtime: Runtime, seed: int) -> DataLoader:
+def train_loader(data, batch_size: int, runtime: Runtime) -> DataLoader:
     """This rank's share of every full batch of batch_size (the original skipped each smaller batch)."""
-    return DataLoader(data, batch_sampler=GlobalBatchSampler(len(data), batch_size, runtime, seed))
+    return DataLoader(data, batch_sampler=GlobalBatchSampler(len(data), batch_size, runtime))
 
 
 def eval_loader(data, batch_size: int) -> DataLoader:
@@ -284,7 +284,7 @@ def distill(args: argparse.Namespace, setup: DistillSetup, train_examples: Seque
         raise InputError(f"--train_batch_size / --gradient_accumulation_steps = {per_step_batch} does not divide "
                          f"evenly over {runtime.world_size} processes")
     loader = train_loader(tensor_data(train_examples, setup.processor, setup.label_list, setup.tokenizer,
-                                      args.max_seq_length), per_step_batch, runtime, args.seed)
+                                      args.max_seq_length), per_step_batch, runtime)
     if len(loader) == 0:
         raise InputError(f"the training set has {len(train_examples)} examples, fewer than one batch of "
                          f"{per_step_batch} (--train_batch_size / --gradient_accumulation_steps)")
@@ -301,7 +301,7 @@ def distill(args: argparse.Namespace, setup: DistillSetup, train_examples: Seque
     state = {"global_step": 0, "best": -math.inf, "evaluated_at": -1, "checkpoint_s": 0.0, "saved": False}
     output_dir = args.output_dir
     primary = primary_metric(setup.task_name)
-    examples_seen = 0
+    examples_seen = micro_steps = 0
     start = time.perf_counter()
 
     def checkpoint(losses: RunningLosses) -> None:
@@ -341,10 +341,11 @@ def distill(args: argparse.Namespace, setup: DistillSetup, train_examples: Seque
     for _ in trange(int(args.num_train_epochs), desc="Epoch", disable=not runtime.is_main):
         losses = RunningLosses()
         for step, batch in enumerate(tqdm(loader, desc="Iteration", ascii=True, disable=not runtime.is_main)):
-            with update.sync(step):
+            with update.sync(step), runtime.own_dropout(args.seed, micro_steps):
                 loss, values = distillation_loss(trained, teacher, batch, device, args.pred_distill, output_mode,
                                                  args.temperature, precision)
                 update.backward(loss)
+            micro_steps += 1
             losses.add(**values)
             examples_seen += batch[0].size(0) * runtime.world_size
             if update.ends_step(step):

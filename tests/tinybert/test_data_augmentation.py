@@ -294,6 +294,28 @@ def test_chinese_chnsenti_subset(prepared_data: Path, chinese_model: Path, tmp_p
     assert len(get_processor("text_clf").get_aug_examples(str(tmp_path))) == len(out)
 
 
+def test_torchrun_two_processes_write_the_file_one_process_writes(prepared_data: Path, chinese_model: Path,
+                                                                  tmp_path: Path):
+    """139 ChnSenti rows (more than one block of 64 per rank, an odd count): 2 gloo ranks share the sentences
+    and rank 0 writes, byte for byte, what one process writes."""
+    rows = [r for r in _rows(prepared_data / "chnsenti" / "train.tsv") if 6 <= len(r[1]) <= 24][:139]
+    assert len(rows) == 139
+    for name in ("single", "ddp"):
+        _write(tmp_path / name / "train.tsv", rows)
+    single = _run(chinese_model, tmp_path / "single", "text_clf", "--N", "2", "--p", "0.5")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    env.pop("LOCAL_RANK", None)
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          data_augmentation.__file__, "--pretrained_bert_model", str(chinese_model), "--task_dir",
+                          str(tmp_path / "ddp"), "--task_name", "text_clf", "--N", "2", "--p", "0.5", "--no_progress"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    written = (tmp_path / "ddp" / "train_aug.tsv").read_bytes()
+    assert written == single.read_bytes()
+    assert len(written.decode("utf-8").splitlines()) > 2 * len(rows)
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["train.tsv", "train_aug.tsv"]
+
+
 def test_chinese_word_vectors_replace_multi_character_words(chinese_model: Path, tmp_path: Path):
     vectors = {"酒店": [1.0, 0.0, 0.1], "宾馆": [0.98, 0.0, 0.12], "房间": [0.0, 1.0, 0.0], "屋子": [0.0, 0.97, 0.1]}
     glove = tmp_path / "zh_vectors.txt"

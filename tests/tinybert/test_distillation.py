@@ -1,4 +1,4 @@
-"""TinyBERT/distillation.py against hand-computed values and a NumPy re-implementation of the original's loops."""
+"""TinyBERT/distillation/losses.py against hand-computed values and a NumPy re-implementation of the original's loops."""
 from __future__ import annotations
 
 import math
