@@ -9,4 +9,5 @@ flags and call it.
     task_data.py      task examples -> padded tensors; teachers' label orders
     task.py           task distillation and evaluation (task_distill.py)
     augmentation.py   data augmentation (data_augmentation.py)
+    comparison.py     a student's size and speed beside its teacher's (compare_models.py)
 """

@@ -31,7 +31,7 @@ from utils.tokenization import BertTokenizer
 from .losses import intermediate_losses, layer_mapping
 from .pregenerated import PregeneratedDataset, discover_epochs, epoch_paths, read_metrics
 from .runtime import (MixedPrecision, OptimizerStep, Runtime, check_batch_flags, check_output_dir, dropout_seed,
-                      log_to_console, seed_everything, setup_runtime, unwrap, weight_decay_groups)
+                      freeze, log_to_console, seed_everything, setup_runtime, unwrap, weight_decay_groups)
 
 logger = logging.getLogger(__name__)
 
@@ -71,13 +71,8 @@ def build_student(args: argparse.Namespace, fit_size: int) -> TinyBertForPreTrai
 
 def freeze_unused(student: TinyBertForPreTraining) -> None:
     """The pooler and the MLM/NSP heads never receive gradients in distillation (the original left them
-    untouched at random init too); marking them frozen lets DDP skip them. The MLM decoder is the word
-    embedding matrix itself and stays trainable."""
-    embedding = student.bert.embeddings.word_embeddings.weight
-    for module in (student.bert.pooler, student.cls):
-        for parameter in module.parameters():
-            if parameter is not embedding:
-                parameter.requires_grad_(False)
+    untouched at random init too). The MLM decoder is the word embedding matrix itself and stays trainable."""
+    freeze((student.bert.pooler, student.cls), keep=(student.bert.embeddings.word_embeddings.weight,))
 
 
 def distillation_losses(student, teacher, input_ids, segment_ids, input_mask,

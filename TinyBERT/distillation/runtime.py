@@ -158,6 +158,15 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
+def freeze(modules: Sequence[nn.Module], keep: Sequence[nn.Parameter] = ()) -> None:
+    """Mark the parameters a stage's loss never reaches as frozen (the original's optimizer skipped their
+    missing gradients all the same), so that DDP leaves them out; those in `keep` (a tied matrix) stay."""
+    for module in modules:
+        for parameter in module.parameters():
+            if not any(parameter is kept for kept in keep):
+                parameter.requires_grad_(False)
+
+
 def weight_decay_groups(model: nn.Module) -> list[dict]:
     """The original's optimizer groups: weight decay 0.01, none for biases and LayerNorm."""
     named = list(model.named_parameters())

@@ -7,7 +7,7 @@ schedule, the dev set evaluated every eval_step optimizer steps and at the end, 
 task's primary metric kept. Results are appended to output_dir/eval_results.txt as `key = value` blocks.
 
 Under torchrun the student is wrapped in DDP and --train_batch_size stays the total batch, as it was for
-the original's DataParallel: every rank trains on its share of the batches one process would draw, and
+the original's single-process DataParallel: every rank trains on its share of the batches one process would draw, and
 only rank 0 evaluates and writes.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ from utils.tokenization import FullTokenizer
 
 from .losses import intermediate_losses, soft_cross_entropy
 from .runtime import (GlobalBatchSampler, MixedPrecision, OptimizerStep, Runtime, check_batch_flags,
-                      check_output_dir, seed_everything, setup_runtime, weight_decay_groups)
+                      check_output_dir, freeze, seed_everything, setup_runtime, weight_decay_groups)
 from .task_data import (config_label_names, config_num_labels, convert_examples_to_features, get_tensor_data,
                         label_permutation)
 
@@ -119,11 +119,9 @@ def label_config(config: BertConfig, label_list: Sequence[Optional[str]]) -> Non
 
 
 def freeze_unused(model: TinyBertForSequenceClassification, pred_distill: bool) -> None:
-    """Parameters outside a stage's loss never get a gradient (the original's optimizer skipped them too);
-    frozen, DDP leaves them out: stage 1 trains neither the pooler nor the classifier, stage 2 not fit_dense."""
-    for module in (model.fit_dense,) if pred_distill else (model.bert.pooler, model.classifier):
-        for parameter in module.parameters():
-            parameter.requires_grad_(False)
+    """What a stage's loss never reaches: stage 1 trains neither the pooler nor the classifier, stage 2 not
+    fit_dense."""
+    freeze((model.fit_dense,) if pred_distill else (model.bert.pooler, model.classifier))
 
 
 def tensor_data(examples: Sequence[InputExample], processor: DataProcessor, label_list, tokenizer,
