@@ -125,9 +125,8 @@ def convert_sentence(sentence_index: int, sentence: NerSentence, tokenizer: Full
 
 
 def convert_sentences(sentences: Sequence[NerSentence], tokenizer: FullTokenizer, max_seq_length: int,
-                      window_stride: int, show_progress: bool = True) -> list[NerFeature]:
-    bar = progress_bar(sentences, desc="NER windows", unit="sentences", enabled=show_progress)
-    return [feature for index, sentence in enumerate(bar)
+                      window_stride: int) -> list[NerFeature]:
+    return [feature for index, sentence in enumerate(progress_bar(sentences, desc="NER windows", unit="sentences"))
             for feature in convert_sentence(index, sentence, tokenizer, max_seq_length, window_stride)]
 
 

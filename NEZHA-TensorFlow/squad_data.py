@@ -226,7 +226,7 @@ class ConvertedExamples:
 
 def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer: ChineseFullTokenizer,
                                  max_seq_length: int, doc_stride: int, max_query_length: int,
-                                 is_training: bool, show_progress: bool = True) -> ConvertedExamples:
+                                 is_training: bool) -> ConvertedExamples:
     """Windows and model inputs of every example; for training, answer positions (unfound answers skipped)."""
     stats = LocationStats()
     docs_by_context: dict[str, DocTokens] = {}
@@ -234,7 +234,7 @@ def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer: Ch
     kept: list[SquadExample] = []
     docs: list[DocTokens] = []
     unique_id = UNIQUE_ID_START
-    for example in progress_bar(examples, desc="reading windows", unit="questions", enabled=show_progress):
+    for example in progress_bar(examples, desc="reading windows", unit="questions"):
         doc = docs_by_context.get(example.context)
         if doc is None:
             doc = docs_by_context[example.context] = tokenize_context(example.context, tokenizer)
