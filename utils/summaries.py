@@ -97,7 +97,9 @@ class TensorBoardWriter(ScalarWriter):
     def _open(self) -> Any:
         os.makedirs(self.logdir, exist_ok=True)
         now = time.time()
-        name = f"{EVENTS_PREFIX}.{int(now):010d}.{socket.gethostname()}.{os.getpid()}.{next(_file_numbers)}"
+        # TensorBoard reads a run's files in name order: the number is padded so that two files of one
+        # process within one second sort in the order they were opened.
+        name = f"{EVENTS_PREFIX}.{int(now):010d}.{socket.gethostname()}.{os.getpid()}.{next(_file_numbers):06d}"
         self.path = os.path.join(self.logdir, name)
         records = self._record_writer(open(self.path, "xb"))
         version = self._event_pb2.Event(wall_time=now, file_version="brain.Event:2")

@@ -56,7 +56,10 @@ def test_train_and_eval_runs_as_tensorboard_sees_them(tmp_path: Path):
     assert len(names) == 1 and names[0].startswith("events.out.tfevents.")
 
 
-def test_each_write_is_on_disk_before_close_and_a_new_run_adds_a_file(tmp_path: Path):
+def test_each_write_is_on_disk_before_close_and_a_new_run_adds_a_file(tmp_path: Path, monkeypatch):
+    # Files 9 and 10 of this process, in one second: TensorBoard still reads them in the order written.
+    monkeypatch.setattr(summaries, "_file_numbers", iter(range(9, 11)))
+    monkeypatch.setattr(summaries.time, "time", lambda: 1796175294.5)
     writer = summaries.open_writer(tmp_path)
     assert summaries.event_files(tmp_path) == []           # nothing written yet: no file
     writer.write(5, {"loss": 1.5})
