@@ -26,6 +26,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from utils.progress import progress_bar
 from utils.tasks import SquadExample
 from utils.tokenization import (WordpieceTokenizer, _is_control, _is_punctuation, _is_whitespace, is_cjk_char,
                                 load_vocab)
@@ -233,7 +234,7 @@ def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer: Ch
     kept: list[SquadExample] = []
     docs: list[DocTokens] = []
     unique_id = UNIQUE_ID_START
-    for example in examples:
+    for example in progress_bar(examples, desc="reading windows", unit="questions"):
         doc = docs_by_context.get(example.context)
         if doc is None:
             doc = docs_by_context[example.context] = tokenize_context(example.context, tokenizer)

@@ -7,6 +7,8 @@ import os
 import tempfile
 from typing import Any, IO, Iterator, Mapping
 
+from utils.errors import InputError
+
 
 @contextlib.contextmanager
 def atomic_open(path: os.PathLike | str, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
@@ -70,3 +72,31 @@ def read_key_values(path: os.PathLike | str) -> dict[str, str]:
                 key, value = line.rstrip("\n").split(" = ", 1)
                 result[key] = value
     return result
+
+
+def read_key_value_blocks(path: os.PathLike | str) -> list[dict[str, str]]:
+    """Every block of a file that write_key_values appended to (log.txt, eval_results.txt): a block ends
+    where a key it already holds comes again."""
+    blocks: list[dict[str, str]] = [{}]
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if " = " not in line:
+                continue
+            key, value = line.rstrip("\n").split(" = ", 1)
+            if key in blocks[-1]:
+                blocks.append({})
+            blocks[-1][key] = value
+    return [block for block in blocks if block]
+
+
+def read_json_lines(path: os.PathLike | str) -> list[tuple[int, Any]]:
+    """(line number, object) of each non-blank line of a JSON-lines file; a bad line is an InputError."""
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                try:
+                    records.append((number, json.loads(line)))
+                except json.JSONDecodeError as err:
+                    raise InputError(f"expected one JSON value per line ({err.msg})", path, number) from None
+    return records

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from utils.errors import InputError
+from utils.progress import progress_bar
 
 _SLOT_SUFFIXES = ("adam_m", "adam_v", "lamb_m", "lamb_v")
 _SKIPPED = re.compile(
@@ -80,7 +81,7 @@ def read_tf_checkpoint(path: Union[str, os.PathLike]) -> tuple[dict[str, torch.T
         raise InputError(f"cannot read the TensorFlow checkpoint ({type(err).__name__})", prefix) from None
     state_dict: dict[str, torch.Tensor] = {}
     skipped: list[str] = []
-    for name in sorted(reader.get_variable_to_shape_map()):
+    for name in progress_bar(sorted(reader.get_variable_to_shape_map()), desc="reading checkpoint", unit="tensors"):
         mapped = torch_name(name)
         if mapped is None:
             skipped.append(name)
