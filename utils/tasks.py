@@ -287,8 +287,8 @@ def read_squad_file(path: PathLike) -> list[SquadExample]:
     require_file(path, "reading-comprehension JSON file")
     try:
         with open(path, encoding="utf-8-sig") as handle:
-            text = handle.read()
-        dataset = json.loads(text)
+            raw = handle.read()
+        dataset = json.loads(raw)
     except json.JSONDecodeError as err:
         raise InputError(f"not valid JSON ({err.msg})", path, err.lineno) from None
     except UnicodeDecodeError as err:
@@ -321,8 +321,8 @@ def read_squad_file(path: PathLike) -> list[SquadExample]:
         raise InputError(f"question {impossible[0]!r} is a SQuAD v2 unanswerable question (is_impossible: true; "
                          f"{len(impossible)} of {len(impossible) + len(examples)} questions in this file); only "
                          "answerable questions (SQuAD v1, CMRC2018) are supported: remove them", path,
-                         line_of(text, json.dumps(impossible[0], ensure_ascii=False))
-                         or line_of(text, json.dumps(impossible[0])))
+                         line_of(raw, json.dumps(impossible[0], ensure_ascii=False))
+                         or line_of(raw, json.dumps(impossible[0])))
     if not examples:
         raise InputError("no questions found", path)
     return examples
