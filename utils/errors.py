@@ -62,3 +62,15 @@ def line_of(text: Optional[str], needle: str) -> Optional[int]:
         return None
     index = text.find(needle)
     return None if index < 0 else text.count("\n", 0, index) + 1
+
+
+def first_undecodable_line(path: os.PathLike | str, encoding: str = "utf-8") -> Optional[int]:
+    """The 1-based line of `path` that does not decode, for a UnicodeDecodeError raised by a text-mode reader
+    (which knows only a position in its buffer)."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode(encoding)
+            except UnicodeDecodeError:
+                return number
+    return None

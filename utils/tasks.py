@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
-from utils.errors import InputError, line_of, require_file
+from utils.errors import InputError, first_undecodable_line, line_of, require_file
 
 PathLike = os.PathLike | str
 
@@ -292,7 +292,7 @@ def read_squad_file(path: PathLike) -> list[SquadExample]:
     except json.JSONDecodeError as err:
         raise InputError(f"not valid JSON ({err.msg})", path, err.lineno) from None
     except UnicodeDecodeError as err:
-        raise InputError(f"not UTF-8 text ({err.reason})", path) from None
+        raise InputError(f"not UTF-8 text ({err.reason})", path, first_undecodable_line(path)) from None
     examples = []
     impossible = []
     for a, article in enumerate(_field(dataset, "data", list, path, "top level")):

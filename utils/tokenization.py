@@ -12,7 +12,7 @@ import os
 import unicodedata
 from typing import Iterable, Mapping, Optional, Sequence
 
-from utils.errors import InputError
+from utils.errors import InputError, first_undecodable_line
 from utils.fileio import atomic_open
 
 VOCAB_NAME = "vocab.txt"
@@ -41,20 +41,10 @@ def load_vocab(vocab_file: str | os.PathLike) -> "collections.OrderedDict[str, i
         raise InputError(f"cannot read the vocabulary ({err.strerror})", vocab_file) from None
     except UnicodeDecodeError as err:
         raise InputError(f"vocabulary is not UTF-8 text ({err.reason})", vocab_file,
-                         _first_undecodable_line(vocab_file)) from None
+                         first_undecodable_line(vocab_file)) from None
     if not vocab:
         raise InputError("vocabulary file is empty", vocab_file)
     return vocab
-
-
-def _first_undecodable_line(path: str | os.PathLike) -> Optional[int]:
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError:
-                return number
-    return None
 
 
 def require_tokens(vocab: Mapping[str, int], tokens: Iterable[str], vocab_file: str | os.PathLike) -> None:

@@ -368,3 +368,11 @@ def test_bad_vocab_and_squad_v2_files_stop_run_squad_with_exit_2(tmp_path, nezha
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
         assert len(errors) == 1 and errors[0].startswith(expected), errors
         assert not out.exists()
+
+
+def test_a_json_file_that_is_not_utf8_names_the_line(tmp_path):
+    path = tmp_path / "dev.json"
+    path.write_bytes('{"data": [{"paragraphs": [{\n"context": "'.encode() + "北京".encode("gbk") + b'", "qas": []}]}]}')
+    with pytest.raises(InputError) as err:
+        read_squad_file(path)
+    assert err.value.path == str(path) and err.value.line == 2 and err.value.message.startswith("not UTF-8 text")
