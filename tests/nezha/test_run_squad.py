@@ -346,28 +346,33 @@ def test_a_vocab_without_unk_cls_or_sep_is_refused(tmp_path):
     assert str(err.value) == f"{tmp_path / 'vocab.txt'}: the vocabulary lacks [UNK] (expected a BERT vocab.txt)"
 
 
-def test_bad_vocab_and_squad_v2_files_stop_run_squad_with_exit_2(tmp_path, nezha_vocab, prepared_data):
+def test_bad_vocab_config_and_squad_v2_files_stop_run_squad_with_exit_2(tmp_path, nezha_vocab, prepared_data):
     config = tmp_path / "bert_config.json"
     config.write_text(json.dumps(TINY_CONFIG))
+    bad_config = tmp_path / "bad_config.json"
+    bad_config.write_text(json.dumps({**TINY_CONFIG, "hidden_size": "64"}, indent=2))
     no_unk = tmp_path / "no_unk_vocab.txt"
     no_unk.write_text("".join(t for t in nezha_vocab.read_text(encoding="utf-8").splitlines(keepends=True)
                               if t.strip() != "[UNK]"), encoding="utf-8")
+    dev = prepared_data / "cmrc" / "dev.json"
     v2 = squad_v2_file(tmp_path / "dev-v2.0.json")
     v2_line = next(n for n, text in enumerate(v2.read_text(encoding="utf-8").splitlines(), 1) if "v2-no-answer" in text)
-    cases = [(f"--vocab_file={no_unk}", f"--predict_file={prepared_data / 'cmrc' / 'dev.json'}",
-              f"error: {no_unk}: the vocabulary lacks [UNK] (expected a BERT vocab.txt)"),
-             (f"--vocab_file={tmp_path}", f"--predict_file={prepared_data / 'cmrc' / 'dev.json'}",
+    cases = [(no_unk, config, dev, f"error: {no_unk}: the vocabulary lacks [UNK] (expected a BERT vocab.txt)"),
+             (tmp_path, config, dev,
               f"error: {tmp_path}: the vocabulary is a directory (expected vocab.txt, one token per line)"),
-             (f"--vocab_file={nezha_vocab}", f"--predict_file={v2}",
-              f"error: {v2}:{v2_line}: question 'v2-no-answer' is a SQuAD v2 unanswerable question")]
-    for vocab, predict, expected in cases:
+             (nezha_vocab, config, v2,
+              f"error: {v2}:{v2_line}: question 'v2-no-answer' is a SQuAD v2 unanswerable question"),
+             (nezha_vocab, bad_config, dev, f"error: {bad_config}:{list(TINY_CONFIG).index('hidden_size') + 2}: "
+                                            'hidden_size: expected a positive integer, found "64"')]
+    for vocab, bert_config, predict, expected in cases:
         out = tmp_path / "out"
-        result = run_entry(vocab, f"--bert_config_file={config}", f"--init_checkpoint={tmp_path / 'model.ckpt-1'}",
-                           "--do_predict=true", predict, f"--output_dir={out}", check=False)
+        result = run_entry(f"--vocab_file={vocab}", f"--bert_config_file={bert_config}",
+                           f"--init_checkpoint={tmp_path / 'model.ckpt-1'}", "--do_predict=true",
+                           f"--predict_file={predict}", f"--output_dir={out}", check=False)
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
         assert len(errors) == 1 and errors[0].startswith(expected), errors
-        assert not out.exists()
+        assert not out.exists() or not os.listdir(out)
 
 
 def test_a_json_file_that_is_not_utf8_names_the_line(tmp_path):
