@@ -153,40 +153,33 @@ def _get(record: Any, key: str) -> Any:
     return record.get(key) if isinstance(record, Mapping) else None
 
 
-def _squad_questions(dataset: Any, path: str) -> Iterator[tuple[str, Any, list[str], Any]]:
-    """(where, id, answer texts, record) of SQuAD-style JSON: {"data": [{"paragraphs": [{"qas": [...]}]}]}."""
-    articles = _expect(_get(dataset, "data"), list, "top level 'data'", path)
-    for a, article in enumerate(articles):
-        paragraphs = _expect(_get(article, "paragraphs"), list, f"data[{a}].paragraphs", path)
-        for p, paragraph in enumerate(paragraphs):
-            qas = _expect(_get(paragraph, "qas"), list, f"data[{a}].paragraphs[{p}].qas", path)
-            for q, qa in enumerate(qas):
-                where = f"data[{a}].paragraphs[{p}].qas[{q}]"
-                qas_id = _expect(_get(qa, "id"), (str, int), f"{where}.id", path)
-                answers = _expect(_get(qa, "answers"), list, f"{where}.answers", path)
-                yield where, qas_id, [_expect(_get(answer, "text"), str, f"{where}.answers[{n}].text", path)
-                                      for n, answer in enumerate(answers)], qa
-
-
-def _native_questions(dataset: list, path: str) -> Iterator[tuple[str, Any, list[str], Any]]:
-    """The same of the CMRC2018 release's own format, which the official data/cmrc2018_evaluate.py read:
-    [{"context_id", "context_text", "qas": [{"query_id", "query_text", "answers": [text, ...]}]}]."""
-    for c, context in enumerate(dataset):
-        qas = _expect(_get(context, "qas"), list, f"[{c}].qas", path)
-        for q, qa in enumerate(qas):
-            where = f"[{c}].qas[{q}]"
-            qas_id = _expect(_get(qa, "query_id"), (str, int), f"{where}.query_id", path)
-            answers = _expect(_get(qa, "answers"), list, f"{where}.answers", path)
-            yield where, qas_id, [_expect(answer, str, f"{where}.answers[{n}]", path)
-                                  for n, answer in enumerate(answers)], qa
+def _question_records(dataset: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """(where, record) of every question, in SQuAD style ({"data": [{"paragraphs": [{"qas": [...]}]}]}) or in
+    the CMRC2018 release's own format, a list of contexts, which its data/cmrc2018_evaluate.py read."""
+    if isinstance(dataset, list):
+        for c, context in enumerate(dataset):
+            for q, qa in enumerate(_expect(_get(context, "qas"), list, f"[{c}].qas", path)):
+                yield f"[{c}].qas[{q}]", qa
+        return
+    for a, article in enumerate(_expect(_get(dataset, "data"), list, "top level 'data'", path)):
+        for p, paragraph in enumerate(_expect(_get(article, "paragraphs"), list, f"data[{a}].paragraphs", path)):
+            for q, qa in enumerate(_expect(_get(paragraph, "qas"), list, f"data[{a}].paragraphs[{p}].qas", path)):
+                yield f"data[{a}].paragraphs[{p}].qas[{q}]", qa
 
 
 def gold_answers(dataset: Union[Mapping[str, Any], list], path: str = "<dataset>") -> dict[str, list[str]]:
-    """{question id (stripped, as the official script): [gold answer texts]} of a dataset in SQuAD-style JSON
-    (CMRC2018's squad-style-data, SQuAD v1) or in the CMRC2018 release's own format (a top-level list)."""
-    questions = _native_questions(dataset, path) if isinstance(dataset, list) else _squad_questions(dataset, path)
+    """{question id (stripped, as the official script): [gold answer texts]} of a dataset in SQuAD style
+    (CMRC2018's squad-style-data, SQuAD v1: `{"id", "answers": [{"text"}]}`) or in the release's own format
+    (`[{"context_id", "context_text", "qas": [{"query_id", "query_text", "answers": [text, ...]}]}]`)."""
+    native = isinstance(dataset, list)
+    id_key = "query_id" if native else "id"
     gold: dict[str, list[str]] = {}
-    for where, qas_id, texts, qa in questions:
+    for where, qa in _question_records(dataset, path):
+        qas_id = _expect(_get(qa, id_key), (str, int), f"{where}.{id_key}", path)
+        answers = _expect(_get(qa, "answers"), list, f"{where}.answers", path)
+        texts = [_expect(answer, str, f"{where}.answers[{n}]", path) if native
+                 else _expect(_get(answer, "text"), str, f"{where}.answers[{n}].text", path)
+                 for n, answer in enumerate(answers)]
         if not texts:
             kind = " is a SQuAD v2 unanswerable question (is_impossible: true):" if _get(qa, "is_impossible") else ""
             raise InputError(f"{where}: question {qas_id!r}{kind} has no gold answer to score against", path)
