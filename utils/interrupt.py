@@ -64,7 +64,8 @@ def _install(handler: Any, signals: Sequence[int], replace_custom: bool) -> dict
 
 def _restore(previous: dict[int, Any]) -> None:
     for signum, handler in previous.items():
-        signal.signal(signum, handler)
+        # None: a handler installed outside Python, which Python cannot reinstall; the default is the nearest.
+        signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 @contextlib.contextmanager

@@ -3,7 +3,7 @@
 Two runs writing one output_dir interleave their checkpoints, logs and state. `hold_output_dir(path)` creates
 `path/.run.lock` holding the host, the pid, the process's identity (boot id and start time, so that a reused
 pid is not mistaken for the holder) and since when. The file appears complete or not at all: its text is
-written to a private temporary file that is then hard-linked to the lock name, and link(2) fails with EEXIST
+written to a temporary file of its own that is then hard-linked to the lock name, and link(2) fails with EEXIST
 atomically on local and NFS file systems alike (where hard links are unsupported, O_CREAT|O_EXCL is used). A
 second run stops with an InputError naming the holder.
 
@@ -13,7 +13,7 @@ over with a warning; one held from another host cannot be checked from here, so 
 to delete once that run is known to be over.
 
 In a multi-process run only the process that owns output_dir takes the lock (rank 0); the others pass
-owner=False. Listings of an output directory should ignore LOCK_NAME.
+owner=False. Code that lists an output directory (an emptiness check) ignores names starting with LOCK_NAME.
 """
 from __future__ import annotations
 
@@ -150,6 +150,7 @@ class RunLock:
         """Put `text` under the lock name unless a lock exists; True when it is ours."""
         fd, staging = tempfile.mkstemp(prefix=f"{LOCK_NAME}.{uuid.uuid4().hex}.", dir=self.output_dir)
         try:
+            os.chmod(staging, 0o644)                       # other users' runs must be able to read the holder
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
                 handle.flush()
