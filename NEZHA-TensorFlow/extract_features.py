@@ -14,12 +14,12 @@ from typing import Iterator, NamedTuple, Optional
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import flags, logging
 from tqdm import tqdm
 
 import checkpoint
 import modeling
-from utils import tokenization
+from utils import absl_cli, tokenization
 from utils.errors import InputError, exit_on_input_error, require_file
 from utils.fileio import atomic_open
 
@@ -197,4 +197,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    absl_cli.run(main)

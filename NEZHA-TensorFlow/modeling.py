@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from utils.errors import InputError
+from utils.model_config import check_config
 
 LAYER_NORM_EPSILON = 1e-12
 MASK_ADDER = -10000.0
@@ -74,7 +75,7 @@ class BertConfig:
         try:
             with tf.io.gfile.GFile(os.fspath(json_file), "r") as reader:
                 text = reader.read()
-        except (tf.errors.OpError, OSError):
+        except (tf.errors.OpError, OSError, UnicodeDecodeError):
             raise InputError("BERT config file not found or unreadable (expected a JSON file)", json_file) from None
         try:
             values = json.loads(text)
@@ -82,10 +83,8 @@ class BertConfig:
             raise InputError(f"not valid JSON: {err.msg}", json_file, err.lineno) from None
         if not isinstance(values, dict):
             raise InputError("expected a JSON object of BERT config values", json_file)
-        try:
-            return cls.from_dict(values)
-        except InputError as err:
-            raise InputError(err.message, json_file) from None
+        check_config(values, json_file, text)
+        return cls.from_dict(values)
 
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(self.__dict__)

@@ -29,10 +29,11 @@ import numpy as np
 from utils.progress import progress_bar
 from utils.tasks import SquadExample
 from utils.tokenization import (WordpieceTokenizer, _is_control, _is_punctuation, _is_whitespace, is_cjk_char,
-                                load_vocab)
+                                load_vocab, require_tokens)
 
 UNIQUE_ID_START = 1000000000          # the original's first unique_id
 EMPTY_ANSWER = "empty"                # the original's text when no span is valid
+SPECIAL_TOKENS = ("[UNK]", "[CLS]", "[SEP]")  # every window is [CLS] query [SEP] doc [SEP]; unknown words [UNK]
 
 
 def _splits_alone(char: str) -> bool:
@@ -52,6 +53,7 @@ class ChineseFullTokenizer:
 
     def __init__(self, vocab_file: str, do_lower_case: bool = False):
         self.vocab = load_vocab(vocab_file)
+        require_tokens(self.vocab, SPECIAL_TOKENS, vocab_file)
         self.wordpiece = WordpieceTokenizer(self.vocab)
         self.do_lower_case = do_lower_case
 

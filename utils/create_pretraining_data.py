@@ -24,11 +24,12 @@ import sys
 from typing import Iterable, Iterator, NamedTuple, Optional, Sequence
 
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import flags, logging
 from tqdm import tqdm
 
-from utils import tokenization
+from utils import absl_cli, tokenization
 from utils.errors import InputError, exit_on_input_error
+from utils.fileio import check_output_file
 
 FLAGS = flags.FLAGS
 DEFAULT_DOCS_PER_SHARD = 10000
@@ -323,19 +324,22 @@ class RoundRobinWriter:
     def close(self, keep: bool) -> None:
         for writer in self.writers:
             writer.close()
-        for temporary, path in zip(self.temporary, self.output_files):
-            if keep:
-                tf.io.gfile.rename(temporary, path, overwrite=True)
-            elif tf.io.gfile.exists(temporary):
-                tf.io.gfile.remove(temporary)
+        try:
+            for temporary, path in zip(self.temporary, self.output_files):
+                if keep:
+                    tf.io.gfile.rename(temporary, path, overwrite=True)
+        except (OSError, tf.errors.OpError) as err:
+            raise InputError(f"cannot write the output file ({getattr(err, 'strerror', None) or err})",
+                             path) from None
+        finally:
+            for temporary in self.temporary:
+                if tf.io.gfile.exists(temporary):
+                    tf.io.gfile.remove(temporary)
 
 
 def check_arguments(tokenizer: tokenization.FullTokenizer, max_seq_length: int, max_predictions_per_seq: int,
                     dupe_factor: int, masked_lm_prob: float, short_seq_prob: float, docs_per_shard: int) -> None:
-    missing = [token for token in SPECIAL_TOKENS if token not in tokenizer.vocab]
-    if missing:
-        raise InputError(f"the vocabulary lacks {', '.join(missing)} (expected a BERT vocab.txt)",
-                         tokenizer.vocab_file)
+    tokenization.require_tokens(tokenizer.vocab, SPECIAL_TOKENS, tokenizer.vocab_file)
     if max_seq_length < 5:
         raise InputError(f"--max_seq_length must be at least 5 ([CLS] a [SEP] b [SEP]), got {max_seq_length}")
     if max_predictions_per_seq < 1:
@@ -362,6 +366,9 @@ def create_pretraining_data(input_file: str, output_file: str, vocab_file: str, 
     output_files = [p.strip() for p in output_file.split(",") if p.strip()]
     if not output_files:
         raise InputError("--output_file names no file")
+    for path in output_files:
+        if "://" not in path:
+            check_output_file(path, "--output_file")
     logging.info("*** Reading from input files ***")
     for path in input_files:
         logging.info("  %s", path)
@@ -407,4 +414,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    absl_cli.run(main)

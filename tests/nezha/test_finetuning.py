@@ -230,3 +230,16 @@ def test_num_train_steps_as_the_original():
     assert finetuning.num_warmup_steps(93, 0.1) == 9
     with pytest.raises(InputError, match="no training step"):
         finetuning.num_train_steps(10, 32, 1.0)
+
+
+def test_a_vocabulary_larger_than_the_config_stops_before_the_encoder_is_built(tmp_path):
+    config_file = write_config(tmp_path)
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("".join(f"t{i}\n" for i in range(TINY["vocab_size"] + 1)), encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        finetuning.build_encoder(config_file, SEQ, vocab_file=vocab)
+    assert err.value.path == config_file
+    assert f"vocab_size {TINY['vocab_size']} is too small: the vocabulary has 41 tokens ({vocab})" in err.value.message
+    vocab.write_text("".join(f"t{i}\n" for i in range(TINY["vocab_size"])), encoding="utf-8")
+    config, _ = finetuning.build_encoder(config_file, SEQ, vocab_file=vocab)
+    assert config.vocab_size == TINY["vocab_size"]

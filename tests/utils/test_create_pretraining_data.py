@@ -3,6 +3,7 @@ computed here from the records alone (mask counts, special tokens, segments, 80/
 determinism, shards, round-robin output files and clear errors."""
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -222,3 +223,25 @@ def test_command_line(root, corpus, nezha_vocab, tmp_path):
     assert "Wrote" in proc.stderr and out.exists()
     records = read_records([out])
     assert len(records[0]["input_ids"]) == 32 and len(records[0]["masked_lm_ids"]) == 5
+
+
+def test_an_output_path_that_is_a_directory_stops_before_any_work(root, corpus, nezha_vocab, tmp_path):
+    taken = tmp_path / "shards"
+    taken.mkdir()
+    good = tmp_path / "good.tfrecord"
+    proc = subprocess.run([sys.executable, str(root / "utils" / "create_pretraining_data.py"),
+                           f"--input_file={corpus}", f"--output_file={good},{taken}", f"--vocab_file={nezha_vocab}",
+                           "--max_seq_length=32", "--dupe_factor=1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {taken}: --output_file is a directory (expected the name of a file to write)"]
+    assert sorted(os.listdir(tmp_path)) == ["shards"] and os.listdir(taken) == []     # no .tmp-PID file
+
+
+def test_a_failed_rename_removes_every_temporary_file(tmp_path):
+    writer = cpd.RoundRobinWriter([str(tmp_path / "a.tfrecord"), str(tmp_path / "b.tfrecord")])
+    (tmp_path / "b.tfrecord").mkdir()                       # appears while the corpus is being processed
+    with pytest.raises(InputError) as err:
+        writer.close(keep=True)
+    assert err.value.path == str(tmp_path / "b.tfrecord") and "cannot write the output file" in err.value.message
+    assert sorted(os.listdir(tmp_path)) == ["a.tfrecord", "b.tfrecord"]
