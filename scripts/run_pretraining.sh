@@ -78,7 +78,7 @@ if [[ -z "$INPUT_FILE" ]]; then
             --do_whole_word_mask="$WHOLE_WORD_MASK" \
             --max_seq_length="$SEQ" \
             --max_predictions_per_seq="$MAX_PRED" \
-            --random_seed="$RANDOM_SEED" \
+            --seed="$RANDOM_SEED" \
             --dupe_factor="$DUPE_FACTOR" \
             --docs_per_shard="$DOCS_PER_SHARD" \
             --masked_lm_prob=0.15 \

@@ -56,7 +56,7 @@ def options(data: dict, output_dir: Path, **kwargs) -> run_pretraining.Options:
     settings = dict(bert_config_file=str(data["config"]), input_file=data["input_file"], output_dir=str(output_dir),
                     max_seq_length=SEQ, max_predictions_per_seq=MAX_PRED, train_batch_size=16, eval_batch_size=16,
                     learning_rate=1e-2, num_train_steps=STEPS, num_warmup_steps=5,
-                    save_checkpoints_steps=INTERRUPT_AT, save_summary_steps=10, max_eval_steps=10, random_seed=1)
+                    save_checkpoints_steps=INTERRUPT_AT, save_summary_steps=10, max_eval_steps=10, seed=1)
     settings.update(kwargs)
     return run_pretraining.Options(**settings)
 
@@ -219,6 +219,14 @@ def test_flags_have_the_original_defaults_and_match_options():
         assert field.name in flag_values, field.name
         if field.default is not dataclasses.MISSING:
             assert flag_values[field.name].default == field.default, field.name
+
+
+def test_random_seed_is_the_seed_flag_under_its_original_name():
+    flag_values = flags.FlagValues()
+    run_pretraining.define_flags(flag_values)
+    assert flag_values["seed"].default is None
+    flag_values(["run_pretraining.py", "--random_seed=3"])
+    assert flag_values.seed == 3
 
 
 def _free_ports(n: int) -> list[int]:
