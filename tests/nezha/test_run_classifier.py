@@ -15,6 +15,7 @@ import tensorflow as tf
 import classifier
 import eval_history
 import select_best
+import task_heads
 from utils import tokenization
 from utils.tasks import InputExample
 
@@ -184,7 +185,7 @@ def test_loss_and_metrics_against_hand_computed_values():
     logits = np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 3.0]], np.float32)
     labels = np.array([0, 0, 1])
     expected = np.array([np.log1p(np.exp(-2.0)), np.log1p(np.exp(1.0)), np.log1p(np.exp(-2.0))])
-    tf_loss = classifier.per_example_loss(tf.constant(logits), tf.constant(labels), "classification").numpy()
+    tf_loss = task_heads.per_example_loss(tf.constant(logits), tf.constant(labels), "classification").numpy()
     np.testing.assert_allclose(tf_loss, expected, rtol=1e-5)
     metrics = classifier.evaluation_metrics("text_clf", "classification", logits, labels, 2, 7)
     assert metrics["eval_accuracy"] == pytest.approx(2 / 3)
