@@ -144,8 +144,14 @@ def test_run_clf_sh_stops_when_the_pretrained_checkpoint_is_absent(tmp_path, pre
     result = subprocess.run(["bash", str(ROOT / "scripts" / "run_clf.sh")], env=env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2
-    assert f"{tmp_path}/model.ckpt: checkpoint not found" in result.stderr
+    assert result.stderr.startswith(f"error: {tmp_path}/model.ckpt: checkpoint not found")
     assert "INIT_CHECKPOINT=none" in result.stderr
+    assert not (tmp_path / "out").exists()
+    # the prediction script (the original's positional arguments) on a data directory that is not there
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "run_clf_predict.sh"), "text_clf", str(tmp_path / "no"),
+                             str(tmp_path), str(tmp_path), "32", "8", str(tmp_path / "out")], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.startswith(f"error: {tmp_path / 'no'}: no task data here")
     assert not (tmp_path / "out").exists()
 
 
