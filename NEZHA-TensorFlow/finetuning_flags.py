@@ -81,13 +81,13 @@ TPU = ("iterations_per_loop", "use_tpu", "tpu_name", "tpu_zone", "gcp_project", 
 
 def define(names: Iterable[str], helps: Optional[Mapping[str, str]] = None, **defaults: Any) -> None:
     """Define the named shared flags, with the entry's own defaults and helps where given."""
-    names = list(names)
-    unknown = (set(defaults) | set(helps or {})) - set(names)
+    names, helps = list(names), helps or {}
+    unknown = (set(defaults) | set(helps)) - set(names)
     if unknown:
         raise ValueError(f"not among the flags defined: {', '.join(sorted(unknown))}")
     for name in names:
         flag = SHARED[name]
-        flag.define(name, defaults.get(name, flag.default), (helps or {}).get(name, flag.help))
+        flag.define(name, defaults.get(name, flag.default), helps.get(name, flag.help))
 
 
 def require(*names: str) -> None:
