@@ -38,7 +38,8 @@ EXAMPLES_TO_LOG = 20
 
 
 def define_flags() -> None:
-    """The original's flags and defaults, plus --do_whole_word_mask and --docs_per_shard."""
+    """The original's flags and defaults (its --random_seed is an alias of --seed, the name every NEZHA entry
+    uses), plus --do_whole_word_mask and --docs_per_shard."""
     flags.DEFINE_string("input_file", None, "Input raw text file (or comma-separated list of files; globs "
                         "allowed): one sentence per line, a blank line between documents.")
     flags.DEFINE_string("output_file", None, "Output TF example file (or comma-separated list of files).")
@@ -49,7 +50,8 @@ def define_flags() -> None:
                       "masking (WordPiece ## pieces, and jieba words for Chinese).")
     flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length.")
     flags.DEFINE_integer("max_predictions_per_seq", 20, "Maximum number of masked LM predictions per sequence.")
-    flags.DEFINE_integer("random_seed", 12345, "Random seed for data generation.")
+    flags.DEFINE_integer("seed", 12345, "Random seed for data generation.")
+    flags.DEFINE_alias("random_seed", "seed")   # the original's name
     flags.DEFINE_integer("dupe_factor", 10, "Number of times to duplicate the input data (with different masks).")
     flags.DEFINE_float("masked_lm_prob", 0.15, "Masked LM probability.")
     flags.DEFINE_float("short_seq_prob", 0.1, "Probability of creating sequences which are shorter than the "

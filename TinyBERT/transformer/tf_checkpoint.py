@@ -18,18 +18,13 @@ import torch
 
 from utils.errors import InputError
 from utils.progress import progress_bar
-
-_SLOT_SUFFIXES = ("adam_m", "adam_v", "lamb_m", "lamb_v")
-_SKIPPED = re.compile(
-    r"(^|/)(global_step|loss_scale|good_steps|bad_steps|current_loss_scale|beta1_power|beta2_power)$"
-    r"|AdamWeightDecayOptimizer|LossScale"
-)
+from utils.training_state import is_training_state
 
 
 def torch_name(tf_name: str) -> Optional[tuple[str, bool]]:
     """The state-dict key for a TF variable and whether its array must be transposed; None for variables to skip."""
     parts = tf_name.split("/")
-    if parts[-1] in _SLOT_SUFFIXES or _SKIPPED.search(tf_name):
+    if is_training_state(tf_name):
         return None
     if parts[0] in ("output_weights", "output_bias") and len(parts) == 1:
         parts = ["classifier", parts[0]]

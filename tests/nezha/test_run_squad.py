@@ -307,8 +307,9 @@ def test_run_reading_sh_stops_without_a_checkpoint(tmp_path, prepared_data):
                                  "VOCAB_FILE": str(ROOT / "NEZHA-TensorFlow" / "nezha" / "vocab.txt"),
                                  "BERT_CONFIG_FILE": str(ROOT / "NEZHA-TensorFlow" / "nezha" / "bert_config.json"),
                                  "OUTPUT_DIR": str(tmp_path / "out")}, timeout=60)
-    assert result.returncode == 1
-    assert f"no checkpoint at {tmp_path}/model.ckpt" in result.stderr and "INIT_CHECKPOINT=none" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {tmp_path}/model.ckpt: checkpoint not found")
+    assert "INIT_CHECKPOINT=none" in result.stderr
     assert not (tmp_path / "out").exists()
 
 
