@@ -1,9 +1,9 @@
 """Checkpoints under the original TF1 variable names: the released NEZHA, Google BERT, and our own.
 
-Reading is a name lookup with `tf.train.load_checkpoint`: optimizer slots (`<var>/adam_m|adam_v|lamb_m|
-lamb_v`), `global_step` and loss-scaling state are skipped unless the caller asks for them by name (resuming
-a pre-training run does). Missing and unexpected names are reported, a shape mismatch stops the load before
-anything is assigned.
+Reading is a name lookup with `tf.train.load_checkpoint`: training state (optimizer slots such as
+`<var>/adam_m|lamb_v`, `global_step`, loss-scaling state: utils/training_state.py names them) is skipped
+unless the caller asks for it by name (resuming a pre-training run does). Missing and unexpected names are
+reported, a shape mismatch stops the load before anything is assigned.
 
 Writing produces the TF V2 format (`PREFIX.index`, `PREFIX.data-00000-of-00001`) with the exact names given,
 plus the `checkpoint` state file, so TF1 code (a tf.compat.v1 Saver restoring by name, Hugging Face's
@@ -26,22 +26,13 @@ from google.protobuf import text_format
 
 from utils.errors import InputError
 from utils.fileio import atomic_open
+from utils.training_state import is_training_state
 
 PathLike = Union[str, os.PathLike]
 Tensors = Mapping[str, Union[tf.Variable, tf.Tensor]]
 
-# Training state that a model load ignores unless asked for by name: optimizer slots (AdamWeightDecay,
-# LAMB, Adam, gradient accumulators), the step counter and the TF1 contrib / our loss-scale state.
-_TRAINING_STATE = re.compile(
-    r"(^|/)(adam_m|adam_v|lamb_m|lamb_v|Adam|Adam_1|accum_grad|global_step|loss_scale|current_loss_scale|"
-    r"good_steps|bad_steps|beta1_power|beta2_power)$|(^|/)(AdamWeightDecayOptimizer|LossScale)")
 _TEMP_PREFIX = ".tmp-ckpt-"
 STATE_FILE = "checkpoint"
-
-
-def is_training_state(name: str) -> bool:
-    """Whether a checkpoint name is optimizer or loss-scale state rather than a model weight."""
-    return _TRAINING_STATE.search(name) is not None
 
 
 def tf1_name(variable: tf.Variable) -> str:

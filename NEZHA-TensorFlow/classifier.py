@@ -1,9 +1,9 @@
-"""Sentence and sentence-pair classification on NEZHA (the library behind run_classifier.py).
+"""Sentence and sentence-pair classification on NEZHA (the library behind run_classifier.py; the model is
+task_heads.ClassifierModel).
 
 Features are the original's: `[CLS] a [SEP] (b [SEP])`, segment ids 0/1, a pair truncated by popping from
-the longer side, zero padding to max_seq_length. The head is the original's: pooled output -> dropout 0.1
-(training only) -> logits = x . output_weights^T + output_bias (`output_weights` [num_labels, H]); the loss is
-the mean cross-entropy. A regression task (sts-b) has one output and the mean squared error instead.
+the longer side, zero padding to max_seq_length. Scores: the mean cross-entropy, or for a regression task
+(sts-b, one output) the mean squared error, computed here in NumPy from the logits, with the task's metrics.
 """
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ import os
 from typing import Any, Optional, Sequence
 
 import numpy as np
-import tensorflow as tf
 from absl import logging
 from tqdm import tqdm
 
-import modeling
 from utils import tokenization
 from utils.errors import InputError
 from utils.features import encode_pair
@@ -23,7 +21,6 @@ from utils.fileio import atomic_open
 from utils.metrics import compute_metrics
 from utils.tasks import DataProcessor, InputExample
 
-HEAD_DROPOUT = 0.1          # the original's keep_prob=0.9 on the pooled output
 LABEL_LIST = "label_list.txt"
 FEATURE_NAMES = ("input_ids", "input_mask", "segment_ids", "label_ids")
 
@@ -99,32 +96,7 @@ def label_list_for(processor: DataProcessor, data_dir: str, output_dir: str, do_
     return labels
 
 
-# ------------------------------------------------------------------------------------------------ model
-
-class ClassifierModel(tf.Module):
-    """The encoder `bert/...` and the original's top-level head `output_weights`/`output_bias`."""
-
-    def __init__(self, encoder: modeling.BertModel, num_labels: int, dropout_rate: float = HEAD_DROPOUT):
-        super().__init__(name=None)
-        self.bert = encoder
-        self.dropout_rate = dropout_rate
-        self.head = modeling.DenseHead(num_labels, encoder.config.hidden_size, "",
-                                       encoder.config.initializer_range)
-
-    def __call__(self, batch: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        """Logits [B, num_labels] (float32)."""
-        outputs = self.bert(batch["input_ids"], batch["input_mask"], batch["segment_ids"], training=training)
-        return self.head(modeling.dropout(outputs.pooled_output, self.dropout_rate, training))
-
-
-def per_example_loss(logits: tf.Tensor, labels: tf.Tensor, output_mode: str) -> tf.Tensor:
-    """Cross-entropy -sum(one_hot * log_softmax) per example, or the squared error for regression."""
-    if output_mode == "regression":
-        return tf.square(logits[:, 0] - tf.cast(labels, tf.float32))
-    log_probs = tf.nn.log_softmax(logits, axis=-1)
-    one_hot = tf.one_hot(tf.cast(labels, tf.int32), tf.shape(logits)[-1], dtype=tf.float32)
-    return -tf.reduce_sum(one_hot * log_probs, axis=-1)
-
+# ------------------------------------------------------------------------------------------------ scores
 
 def numpy_per_example_loss(logits: np.ndarray, labels: np.ndarray, output_mode: str) -> np.ndarray:
     if output_mode == "regression":

@@ -14,31 +14,25 @@ from typing import Iterator, NamedTuple, Optional
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import flags, logging
 from tqdm import tqdm
 
 import checkpoint
+import finetuning_flags
 import modeling
-from utils import tokenization
+from utils import absl_cli, tokenization
 from utils.errors import InputError, exit_on_input_error, require_file
 from utils.features import encode_pair
 from utils.fileio import atomic_open
 
 FLAGS = flags.FLAGS
 
+finetuning_flags.define(finetuning_flags.MODEL + ("use_tpu", "master", "num_tpu_cores"),
+                        helps={"init_checkpoint": "Initial checkpoint (usually from a pre-trained BERT/NEZHA model)."})
 flags.DEFINE_string("input_file", None, "Text file, one example per line: text_a or `text_a ||| text_b`.")
 flags.DEFINE_string("output_file", None, "JSON-lines output file.")
 flags.DEFINE_string("layers", "-1,-2,-3,-4", "Comma-separated encoder layer indexes (negative from the top).")
-flags.DEFINE_string("bert_config_file", None, "The config json file of the pre-trained model.")
-flags.DEFINE_integer("max_seq_length", 128, "The maximum total input sequence length after WordPiece "
-                     "tokenization. Longer sequences are truncated, shorter ones padded.")
-flags.DEFINE_string("init_checkpoint", None, "Initial checkpoint (usually from a pre-trained BERT/NEZHA model).")
-flags.DEFINE_string("vocab_file", None, "The vocabulary file that the model was trained on.")
-flags.DEFINE_bool("do_lower_case", True, "Whether to lower case the input text (uncased models).")
 flags.DEFINE_integer("batch_size", 32, "Batch size for predictions.")
-flags.DEFINE_bool("use_tpu", False, "Accepted for compatibility and ignored: this version runs on CPU/GPU.")
-flags.DEFINE_string("master", None, "Accepted for compatibility and ignored (TPU only).")
-flags.DEFINE_integer("num_tpu_cores", 8, "Accepted for compatibility and ignored (TPU only).")
 flags.DEFINE_bool("use_one_hot_embeddings", False, "Look word embeddings up by a one-hot product (the "
                   "original's TPU path; numerically the same as a gather).")
 
@@ -167,12 +161,8 @@ def extract_features(input_file: str, output_file: str, bert_config_file: str, i
 @exit_on_input_error
 def main(argv: list[str]) -> None:
     del argv
-    for name in ("input_file", "output_file", "bert_config_file", "init_checkpoint", "vocab_file"):
-        if getattr(FLAGS, name) is None:
-            raise InputError(f"--{name} is required")
-    if FLAGS.use_tpu or FLAGS.master:
-        logging.warning("--use_tpu/--master are accepted for compatibility and ignored: running on %s",
-                        "GPU" if tf.config.list_physical_devices("GPU") else "CPU")
+    finetuning_flags.require("input_file", "output_file", "bert_config_file", "init_checkpoint", "vocab_file")
+    finetuning_flags.warn_ignored_tpu_flags()
     extract_features(FLAGS.input_file, FLAGS.output_file, FLAGS.bert_config_file, FLAGS.init_checkpoint,
                      FLAGS.vocab_file, layers=FLAGS.layers, max_seq_length=FLAGS.max_seq_length,
                      do_lower_case=FLAGS.do_lower_case, batch_size=FLAGS.batch_size,
@@ -180,4 +170,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    absl_cli.run(main)

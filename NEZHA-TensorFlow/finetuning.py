@@ -49,6 +49,8 @@ from eval_history import (ALL_EVAL_POINTS, EVAL_DIR, EVAL_HISTORY, append_eval_h
                           eval_dir, metric_for_task, plain, read_eval_history, write_eval_points)
 from utils.errors import InputError, require_file
 from utils.fileio import write_key_values
+from utils.model_config import check_vocab_fits
+from utils.tokenization import load_vocab
 
 Features = Mapping[str, np.ndarray]
 Batch = dict[str, tf.Tensor]
@@ -83,9 +85,13 @@ def load_config(bert_config_file: PathLike, max_seq_length: int) -> modeling.Ber
 
 
 def build_encoder(bert_config_file: PathLike, max_seq_length: int,
-                  compute_dtype: modeling.DTypeLike = tf.float32) -> tuple[modeling.BertConfig, modeling.BertModel]:
-    """The config and a freshly initialised encoder under the original scope `bert`."""
+                  compute_dtype: modeling.DTypeLike = tf.float32,
+                  vocab_file: Optional[PathLike] = None) -> tuple[modeling.BertConfig, modeling.BertModel]:
+    """The config and a freshly initialised encoder under the original scope `bert`; with `vocab_file`,
+    first the check that every token id of the vocabulary has a row in the embedding table."""
     config = load_config(bert_config_file, max_seq_length)
+    if vocab_file is not None:
+        check_vocab_fits(config.vocab_size, bert_config_file, load_vocab(vocab_file), vocab_file)
     return config, modeling.BertModel(config, compute_dtype=compute_dtype)
 
 

@@ -18,6 +18,7 @@ things are computed in float32 where the original used float16: LayerNorm (its e
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -27,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from utils.errors import InputError
+from utils.model_config import check_config
 
 LAYER_NORM_EPSILON = 1e-12
 MASK_ADDER = -10000.0
@@ -36,29 +38,24 @@ DTypeLike = Union[tf.dtypes.DType, str]
 COMPUTE_DTYPES = (tf.float32, tf.float16, tf.bfloat16)
 
 
+@dataclasses.dataclass
 class BertConfig:
     """The original's configuration object; unknown JSON keys (directionality, pooler_*) are kept, unused."""
 
-    def __init__(self, vocab_size: int, hidden_size: int = 768, num_hidden_layers: int = 12,
-                 num_attention_heads: int = 12, intermediate_size: int = 3072, hidden_act: str = "gelu",
-                 hidden_dropout_prob: float = 0.1, attention_probs_dropout_prob: float = 0.1,
-                 max_position_embeddings: int = 512, type_vocab_size: int = 16, initializer_range: float = 0.02,
-                 use_relative_position: bool = False,
-                 max_relative_position: int = DEFAULT_MAX_RELATIVE_POSITION):
-        self.vocab_size = vocab_size
-        self.hidden_size = hidden_size
-        self.num_hidden_layers = num_hidden_layers
-        self.num_attention_heads = num_attention_heads
-        self.hidden_act = hidden_act
-        self.intermediate_size = intermediate_size
-        self.hidden_dropout_prob = hidden_dropout_prob
-        self.attention_probs_dropout_prob = attention_probs_dropout_prob
-        self.max_position_embeddings = max_position_embeddings
-        self.type_vocab_size = type_vocab_size
-        self.initializer_range = initializer_range
-        self.use_relative_position = use_relative_position
-        # The original hard-codes 64 inside attention_layer; configurable here (the PyTorch port reads it too).
-        self.max_relative_position = max_relative_position
+    vocab_size: int
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 16
+    initializer_range: float = 0.02
+    use_relative_position: bool = False
+    # The original hard-codes 64 inside attention_layer; configurable here (the PyTorch port reads it too).
+    max_relative_position: int = DEFAULT_MAX_RELATIVE_POSITION
 
     @classmethod
     def from_dict(cls, json_object: dict[str, Any]) -> "BertConfig":
@@ -74,7 +71,7 @@ class BertConfig:
         try:
             with tf.io.gfile.GFile(os.fspath(json_file), "r") as reader:
                 text = reader.read()
-        except (tf.errors.OpError, OSError):
+        except (tf.errors.OpError, OSError, UnicodeDecodeError):
             raise InputError("BERT config file not found or unreadable (expected a JSON file)", json_file) from None
         try:
             values = json.loads(text)
@@ -82,10 +79,8 @@ class BertConfig:
             raise InputError(f"not valid JSON: {err.msg}", json_file, err.lineno) from None
         if not isinstance(values, dict):
             raise InputError("expected a JSON object of BERT config values", json_file)
-        try:
-            return cls.from_dict(values)
-        except InputError as err:
-            raise InputError(err.message, json_file) from None
+        check_config(values, json_file, text)
+        return cls.from_dict(values)
 
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(self.__dict__)

@@ -20,6 +20,7 @@ from typing import Iterable, NamedTuple, Sequence
 import numpy as np
 
 from utils.fileio import atomic_open
+from utils.progress import progress_bar
 from utils.tasks import NER_LABELS, NerSentence
 from utils.tokenization import FullTokenizer
 
@@ -125,7 +126,7 @@ def convert_sentence(sentence_index: int, sentence: NerSentence, tokenizer: Full
 
 def convert_sentences(sentences: Sequence[NerSentence], tokenizer: FullTokenizer, max_seq_length: int,
                       window_stride: int) -> list[NerFeature]:
-    return [feature for index, sentence in enumerate(sentences)
+    return [feature for index, sentence in enumerate(progress_bar(sentences, desc="NER windows", unit="sentences"))
             for feature in convert_sentence(index, sentence, tokenizer, max_seq_length, window_stride)]
 
 

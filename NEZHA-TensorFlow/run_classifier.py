@@ -18,45 +18,17 @@ from absl import app, flags, logging
 import checkpoint
 import classifier
 import finetuning
+import finetuning_flags
+import task_heads
 from utils import tokenization
-from utils.errors import InputError, exit_on_input_error, require_file
+from utils.errors import exit_on_input_error, require_file
 from utils.tasks import get_processor
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("data_dir", None, "The input data dir. Should contain the .tsv files for the task.")
-flags.DEFINE_string("bert_config_file", None, "The config json file of the pre-trained NEZHA/BERT model.")
-flags.DEFINE_string("task_name", None, "The name of the task to train (lcqmc, text_clf, xnli or a GLUE task).")
-flags.DEFINE_string("vocab_file", None, "The vocabulary file that the model was trained on.")
-flags.DEFINE_string("output_dir", None, "The output directory where the model checkpoints will be written.")
-flags.DEFINE_string("init_checkpoint", None, "Initial checkpoint (usually from a pre-trained NEZHA model); "
-                    "`none` starts from random weights.")
-flags.DEFINE_bool("do_lower_case", True, "Whether to lower case the input text (uncased models).")
-flags.DEFINE_integer("max_seq_length", 128, "The maximum total input sequence length after WordPiece "
-                     "tokenization. Longer sequences are truncated, shorter ones padded.")
-flags.DEFINE_bool("do_train", False, "Whether to run training.")
-flags.DEFINE_bool("do_eval", False, "Whether to run eval on the dev set.")
-flags.DEFINE_bool("do_train_and_eval", False, "Train and evaluate every saved checkpoint on the dev set.")
-flags.DEFINE_bool("do_predict", False, "Whether to run the model in inference mode on the test set.")
-flags.DEFINE_integer("train_batch_size", 32, "Total batch size for training.")
-flags.DEFINE_integer("eval_batch_size", 8, "Total batch size for eval.")
-flags.DEFINE_integer("predict_batch_size", 8, "Total batch size for predict.")
-flags.DEFINE_float("learning_rate", 3e-5, "The initial learning rate for Adam.")
-flags.DEFINE_float("num_train_epochs", 3.0, "Total number of training epochs to perform.")
-flags.DEFINE_float("warmup_proportion", 0.1, "Proportion of training to perform linear learning rate warmup for.")
-flags.DEFINE_integer("save_checkpoints_steps", 100, "How often to save the model checkpoint.")
-flags.DEFINE_integer("iterations_per_loop", 1000, "Accepted for compatibility and ignored (TPU only).")
-flags.DEFINE_bool("use_tpu", False, "Accepted for compatibility and ignored: this version runs on CPU/GPU.")
-flags.DEFINE_string("tpu_name", None, "Accepted for compatibility and ignored (TPU only).")
-flags.DEFINE_string("tpu_zone", None, "Accepted for compatibility and ignored (TPU only).")
-flags.DEFINE_string("gcp_project", None, "Accepted for compatibility and ignored (TPU only).")
-flags.DEFINE_string("master", None, "Accepted for compatibility and ignored (TPU only).")
-flags.DEFINE_integer("num_tpu_cores", 8, "Accepted for compatibility and ignored (TPU only).")
-# Additions.
-flags.DEFINE_integer("max_train_examples", 0, "Use only the first N training examples (0: all), for quick runs.")
-flags.DEFINE_integer("max_eval_examples", 0, "Use only the first N dev examples (0: all), for quick runs.")
-flags.DEFINE_integer("keep_checkpoint_max", 0, "Checkpoints to keep (0: all, as the original).")
-flags.DEFINE_integer("seed", 12345, "Random seed of initialisation, dropout and shuffling.")
+finetuning_flags.define(
+    finetuning_flags.MODEL + finetuning_flags.RUN + finetuning_flags.TASK + finetuning_flags.TPU,
+    helps={"task_name": "The name of the task to train (lcqmc, text_clf, xnli or a GLUE task)."})
 
 
 def _subsample(examples: list, limit: int) -> list:
@@ -64,24 +36,17 @@ def _subsample(examples: list, limit: int) -> list:
 
 
 def _validate_flags() -> None:
-    for name in ("data_dir", "bert_config_file", "task_name", "vocab_file", "output_dir"):
-        if not getattr(FLAGS, name):
-            raise InputError(f"--{name} is required")
-    if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict or FLAGS.do_train_and_eval):
-        raise InputError("At least one of `do_train`, `do_eval`, `do_train_and_eval` or `do_predict` must be True.")
-    for name in ("train_batch_size", "eval_batch_size", "predict_batch_size"):
-        if getattr(FLAGS, name) < 1:
-            raise InputError(f"--{name} must be positive, got {getattr(FLAGS, name)}")
-    if FLAGS.use_tpu or FLAGS.tpu_name or FLAGS.master:
-        logging.warning("TPU flags are accepted for compatibility and ignored: running on %s",
-                        "GPU" if tf.config.list_physical_devices("GPU") else "CPU")
+    finetuning_flags.require("data_dir", "bert_config_file", "task_name", "vocab_file", "output_dir")
+    finetuning_flags.require_one_of("do_train", "do_eval", "do_train_and_eval", "do_predict")
+    finetuning_flags.require_positive("train_batch_size", "eval_batch_size", "predict_batch_size")
+    finetuning_flags.warn_ignored_tpu_flags()
 
 
 def _checkpoint_step(prefix: Optional[str]) -> int:
     return max(checkpoint.checkpoint_step(prefix), 0) if prefix else 0
 
 
-def _load(model: classifier.ClassifierModel, path: str) -> str:
+def _load(model: task_heads.ClassifierModel, path: str) -> str:
     """Load a checkpoint (prefix or directory) into the model; warn when it lacks the classification head."""
     report = checkpoint.load_checkpoint(path, model, log_missing=False)
     if report.missing:
@@ -110,7 +75,7 @@ def main(argv: list[str]) -> None:
     test_examples = processor.get_test_examples(data_dir) if FLAGS.do_predict else []
     os.makedirs(output_dir, exist_ok=True)
     label_list = classifier.label_list_for(processor, data_dir, output_dir, do_train)
-    model = classifier.ClassifierModel(encoder, len(label_list))
+    model = task_heads.ClassifierModel(encoder, len(label_list))
     init_report = finetuning.initialize_from_checkpoint(FLAGS.init_checkpoint, model)
     loaded = init_report.prefix if init_report is not None else None
 
@@ -142,7 +107,7 @@ def main(argv: list[str]) -> None:
 
         def loss_fn(batch):
             logits = model(batch, training=True)
-            return tf.reduce_mean(classifier.per_example_loss(logits, batch["label_ids"], mode))
+            return tf.reduce_mean(task_heads.per_example_loss(logits, batch["label_ids"], mode))
 
         if FLAGS.do_train_and_eval:
             result, best = finetuning.train_and_evaluate(model, loss_fn, batches, settings, evaluate,

@@ -29,94 +29,46 @@ from absl import app, flags, logging
 
 import checkpoint
 import finetuning
-import modeling
+import finetuning_flags
 import ner_data
+import task_heads
 from utils import metrics, tokenization
 from utils.errors import InputError, exit_on_input_error
 from utils.tasks import NerSentence, read_ner_file
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("data_dir", None, "Directory with train.txt, dev.txt and test.txt (`char tag` lines).")
-flags.DEFINE_string("bert_config_file", None, "The config json file of the pre-trained model.")
-flags.DEFINE_string("task_name", None, "The name of the task to train (only `ner`).")
-flags.DEFINE_string("vocab_file", None, "The vocabulary file that the model was trained on.")
-flags.DEFINE_string("output_dir", None, "Where checkpoints, predictions and results are written.")
-flags.DEFINE_string("init_checkpoint", None, "Initial checkpoint (usually a pre-trained NEZHA model; `none` "
-                    "trains from random weights). With --do_predict and without --do_train: the fine-tuned "
-                    "checkpoint to predict with.")
-flags.DEFINE_bool("do_lower_case", True, "Whether to lower case the input text (uncased models).")
-flags.DEFINE_integer("max_seq_length", 128, "The maximum total input sequence length after WordPiece "
-                     "tokenization. Longer sentences are split into overlapping windows.")
-flags.DEFINE_bool("do_train", False, "Whether to run training.")
-flags.DEFINE_bool("do_eval", False, "Whether to run eval on the dev set.")
-flags.DEFINE_bool("do_train_and_eval", False, "Whether to evaluate every saved checkpoint on the dev set "
-                  "while training.")
-flags.DEFINE_bool("do_predict", False, "Whether to run the model on the test set.")
-flags.DEFINE_integer("train_batch_size", 32, "Total batch size for training.")
-flags.DEFINE_integer("eval_batch_size", 8, "Total batch size for eval.")
-flags.DEFINE_integer("predict_batch_size", 8, "Total batch size for predict.")
-flags.DEFINE_float("learning_rate", 3e-5, "The initial learning rate for Adam.")
-flags.DEFINE_float("num_train_epochs", 3.0, "Total number of training epochs to perform.")
-flags.DEFINE_float("warmup_proportion", 0.1, "Proportion of training to perform linear learning rate warmup "
-                   "for. E.g., 0.1 = 10% of training.")
-flags.DEFINE_integer("save_checkpoints_steps", 1000, "How often to save the model checkpoint.")
-flags.DEFINE_integer("iterations_per_loop", 1000, "Accepted for compatibility and ignored (TPU only).")
-flags.DEFINE_bool("use_tpu", False, "Accepted for compatibility and ignored: this version runs on CPU/GPU.")
-flags.DEFINE_string("tpu_name", None, "Accepted for compatibility and ignored (TPU only).")
-flags.DEFINE_string("tpu_zone", None, "Accepted for compatibility and ignored (TPU only).")
-flags.DEFINE_string("gcp_project", None, "Accepted for compatibility and ignored (TPU only).")
-flags.DEFINE_string("master", None, "Accepted for compatibility and ignored (TPU only).")
-flags.DEFINE_integer("num_tpu_cores", 8, "Accepted for compatibility and ignored (TPU only).")
+finetuning_flags.define(
+    finetuning_flags.MODEL + finetuning_flags.RUN + finetuning_flags.TASK + finetuning_flags.TPU,
+    save_checkpoints_steps=1000,
+    helps={"data_dir": "Directory with train.txt, dev.txt and test.txt (`char tag` lines).",
+           "task_name": "The name of the task to train (only `ner`).",
+           "init_checkpoint": "Initial checkpoint (usually a pre-trained NEZHA model; `none` trains from random "
+                              "weights). With --do_predict and without --do_train: the fine-tuned checkpoint to "
+                              "predict with.",
+           "max_seq_length": "The maximum total input sequence length after WordPiece tokenization. Longer "
+                             "sentences are split into overlapping windows."})
 flags.DEFINE_integer("window_stride", 128, "Tokens between the starts of consecutive windows of a sentence "
                      "longer than max_seq_length - 2 tokens (new; the original truncated such sentences).")
-flags.DEFINE_integer("max_train_examples", 0, "Use only the first N training sentences (0: all), for quick runs.")
-flags.DEFINE_integer("max_eval_examples", 0, "Use only the first N dev sentences (0: all), for quick runs.")
 flags.DEFINE_integer("max_predict_examples", 0, "Use only the first N test sentences (0: all), for quick runs.")
-flags.DEFINE_integer("keep_checkpoint_max", 0, "Checkpoints to keep (0: all, as the original).")
-flags.DEFINE_integer("seed", 12345, "Seed of initialisation, dropout and shuffling.")
 
 TASK_NAME = "ner"
 METRIC_KEY = "eval_entity_f1"
-DROPOUT_RATE = 0.1   # the original's keep_prob 0.9 on the sequence output
 ENTITY_TYPES = ("PER", "ORG", "LOC")   # always reported, so every evaluation has the same keys
 
 
-class NerModel(tf.Module):
-    """Encoder `bert/...` and the token classification head `output_weights`/`output_bias`."""
-
-    def __init__(self, encoder: modeling.BertModel, config: modeling.BertConfig):
-        super().__init__(name=None)
-        self.bert = encoder
-        self.head = modeling.DenseHead(ner_data.NUM_LABELS, config.hidden_size, "", config.initializer_range)
-
-    def __call__(self, batch: Mapping[str, tf.Tensor], training: bool) -> tf.Tensor:
-        """Logits [B, S, 11] in float32."""
-        output = self.bert(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
-                           training=training).sequence_output
-        output = modeling.dropout(output, DROPOUT_RATE, training)
-        hidden = output.shape[-1]
-        logits = self.head(tf.reshape(output, [-1, hidden]))
-        return tf.reshape(logits, [tf.shape(output)[0], tf.shape(output)[1], ner_data.NUM_LABELS])
-
-
-def token_losses(logits: tf.Tensor, label_ids: tf.Tensor) -> tf.Tensor:
-    """Cross-entropy of every position [B, S] (padding positions included, label 0, as the original)."""
-    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(label_ids, tf.int32), logits=logits)
-
-
-def make_loss_fn(model: NerModel) -> Callable[[Mapping[str, tf.Tensor]], tf.Tensor]:
+def make_loss_fn(model: task_heads.NerModel) -> Callable[[Mapping[str, tf.Tensor]], tf.Tensor]:
     def loss_fn(batch: Mapping[str, tf.Tensor]) -> tf.Tensor:
-        return tf.reduce_sum(token_losses(model(batch, training=True), batch["label_ids"]))
+        return tf.reduce_sum(task_heads.token_losses(model(batch, training=True), batch["label_ids"]))
     return loss_fn
 
 
-def make_predict_fn(model: NerModel) -> Callable[[Mapping[str, tf.Tensor]], dict[str, tf.Tensor]]:
+def make_predict_fn(model: task_heads.NerModel) -> Callable[[Mapping[str, tf.Tensor]], dict[str, tf.Tensor]]:
     @tf.function
     def predict_fn(batch: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         logits = model(batch, training=False)
         return {"predictions": tf.argmax(logits, axis=-1, output_type=tf.int32),
-                "loss": tf.reduce_sum(token_losses(logits, batch["label_ids"]), axis=-1)}
+                "loss": tf.reduce_sum(task_heads.token_losses(logits, batch["label_ids"]), axis=-1)}
     return predict_fn
 
 
@@ -162,23 +114,18 @@ def score(data: NerSet, outputs: Mapping[str, np.ndarray], batch_size: int) -> t
 
 
 def validate_flags() -> None:
-    for name in ("data_dir", "bert_config_file", "task_name", "vocab_file", "output_dir"):
-        if getattr(FLAGS, name) is None:
-            raise InputError(f"--{name} is required")
+    finetuning_flags.require("data_dir", "bert_config_file", "task_name", "vocab_file", "output_dir")
     if FLAGS.task_name.lower() != TASK_NAME:
         raise InputError(f"Task not found: {FLAGS.task_name} (this script runs task `ner` only)")
-    if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict or FLAGS.do_train_and_eval):
-        raise InputError("At least one of `do_train`, `do_eval`, `do_train_and_eval` or `do_predict` must be True.")
-    for name in ("train_batch_size", "eval_batch_size", "predict_batch_size", "max_seq_length"):
-        if getattr(FLAGS, name) < 1:
-            raise InputError(f"--{name} must be positive, got {getattr(FLAGS, name)}")
-    if FLAGS.window_stride < 1:
-        raise InputError(f"--window_stride must be positive, got {FLAGS.window_stride}")
-    if FLAGS.use_tpu or FLAGS.master or FLAGS.tpu_name:
-        logging.warning("TPU flags are accepted for compatibility and ignored")
+    finetuning_flags.require_one_of("do_train", "do_eval", "do_train_and_eval", "do_predict")
+    finetuning_flags.require_positive("train_batch_size", "eval_batch_size", "predict_batch_size", "max_seq_length",
+                                      "window_stride")
+    finetuning_flags.warn_ignored_tpu_flags()
 
 
-def run() -> None:
+@exit_on_input_error
+def main(argv: list[str]) -> None:
+    del argv
     validate_flags()
     do_train = FLAGS.do_train or FLAGS.do_train_and_eval
     do_eval = FLAGS.do_eval or FLAGS.do_train_and_eval
@@ -198,8 +145,8 @@ def run() -> None:
     test = load("test", FLAGS.max_predict_examples, FLAGS.do_predict)
     os.makedirs(output_dir, exist_ok=True)
     ner_data.write_label_map(output_dir)
-    config, encoder = finetuning.build_encoder(FLAGS.bert_config_file, FLAGS.max_seq_length)
-    model = NerModel(encoder, config)
+    _, encoder = finetuning.build_encoder(FLAGS.bert_config_file, FLAGS.max_seq_length)
+    model = task_heads.NerModel(encoder, ner_data.NUM_LABELS)
     predict_fn = make_predict_fn(model)
 
     def evaluate() -> dict[str, Any]:
@@ -246,12 +193,6 @@ def run() -> None:
         finetuning.write_eval_results(os.path.join(finetuning.eval_dir(output_dir), "test_results.txt"), result)
         print(f"wrote {os.path.join(output_dir, 'test_predictions.txt')} ({len(test.sentences)} sentences)",
               flush=True)
-
-
-@exit_on_input_error
-def main(argv: list[str]) -> None:
-    del argv
-    run()
 
 
 if __name__ == "__main__":

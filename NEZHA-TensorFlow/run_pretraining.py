@@ -15,6 +15,7 @@ import dataclasses
 import os
 import sys
 import time
+import typing
 from typing import Any, Optional
 
 import tensorflow as tf
@@ -35,88 +36,77 @@ EVAL_RESULTS = "eval_results.txt"
 REPORT_FORMAT = "Step = %6i Throughput = %11.1f MLM Loss = %10.4e NSP Loss = %10.4e Loss = %6.3f LR = %6.4e"
 
 
+def _option(help_text: str, default: Any = dataclasses.MISSING, **extra: Any) -> Any:
+    """A field of Options that is also a flag: its default and help, written once."""
+    return dataclasses.field(default=default, metadata={"help": help_text, **extra})
+
+
 @dataclasses.dataclass
 class Options:
-    """The run's settings: the original's flags (same names and defaults) and the new ones."""
+    """The run's settings: the original's flags (same names and defaults) and the new ones. Each field is a
+    flag of the same name, default and help (define_flags); a field without a default is a required flag."""
 
-    bert_config_file: str
-    input_file: str
-    output_dir: str
-    init_checkpoint: Optional[str] = None
-    max_seq_length: int = 128
-    max_predictions_per_seq: int = 20
-    do_train: bool = True
-    do_eval: bool = False
-    train_batch_size: int = 32
-    eval_batch_size: int = 8
-    learning_rate: float = 5e-5
-    num_train_steps: int = 100000
-    num_warmup_steps: int = 10000
-    save_checkpoints_steps: int = 1000
-    iterations_per_loop: int = 1000
-    max_eval_steps: int = 100
-    report_loss: bool = False
-    manual_fp16: bool = False
-    use_xla: bool = False
-    use_fp16: bool = False
-    optimizer: str = "lamb"
+    bert_config_file: str = _option("The config json file corresponding to the pre-trained BERT model. This "
+                                    "specifies the model architecture.")
+    input_file: str = _option("Input TF example files (can be a glob or comma separated).")
+    output_dir: str = _option("The output directory where the model checkpoints will be written.")
+    init_checkpoint: Optional[str] = _option("Initial checkpoint (usually from a pre-trained BERT model), used "
+                                             "when output_dir holds no checkpoint to resume from.", None)
+    max_seq_length: int = _option("The maximum total input sequence length after WordPiece tokenization. Must "
+                                  "match the data file.", 128)
+    max_predictions_per_seq: int = _option("Maximum number of masked LM predictions per sequence. Must match the "
+                                           "data file.", 20)
+    do_train: bool = _option("Whether to run training.", True)
+    do_eval: bool = _option("Whether to run eval on the dev set.", False)
+    train_batch_size: int = _option("Total batch size for training (per rank).", 32)
+    eval_batch_size: int = _option("Total batch size for eval.", 8)
+    learning_rate: float = _option("The initial learning rate (times the number of ranks).", 5e-5)
+    num_train_steps: int = _option("Number of training steps.", 100000)
+    num_warmup_steps: int = _option("Number of warmup steps.", 10000)
+    save_checkpoints_steps: int = _option("How often to save the model checkpoint.", 1000)
+    iterations_per_loop: int = _option("Accepted for compatibility; unused, as in the original.", 1000)
+    max_eval_steps: int = _option("Maximum number of eval steps.", 100)
+    report_loss: bool = _option("Whether to report total loss during training.", False)
+    manual_fp16: bool = _option("Whether to use fp32 or fp16 arithmetic on GPU. Manual casting is done instead "
+                                "of using AMP.", False)
+    use_xla: bool = _option("Whether to enable XLA JIT compilation.", False)
+    use_fp16: bool = _option("Whether to use fp16 (float16 compute, float32 master weights, dynamic loss "
+                             "scaling).", False)
+    optimizer: str = _option("The optimizer: lamb or adam (AdamWeightDecay).", "lamb", choices=("lamb", "adam"))
     # New.
-    use_bf16: bool = False
-    gradient_accumulation_steps: int = 1
-    keep_checkpoint_max: int = 5
-    display_every: int = 100
-    save_summary_steps: int = 100
-    random_seed: Optional[int] = None
+    use_bf16: bool = _option("New: bfloat16 compute with float32 master weights (no loss scaling).", False)
+    gradient_accumulation_steps: int = _option("New: micro-batches of train_batch_size summed into one optimizer "
+                                               "step.", 1)
+    keep_checkpoint_max: int = _option("New: newest checkpoints kept (0 = all); the Estimator's default was 5.", 5)
+    display_every: int = _option("New: --report_loss prints at step 1 and every this many steps (the original's "
+                                 "hook used 100).", 100)
+    save_summary_steps: int = _option("New: TensorBoard summaries every this many steps (the Estimator's "
+                                      "default).", 100)
+    seed: Optional[int] = _option("New: seed of the initialisation, dropout and input order (unset: "
+                                  "nondeterministic, as the original); --random_seed is the same flag.", None)
+
+
+_DEFINE = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float, bool: flags.DEFINE_bool}
+
+
+def _flag_type(hint: Any) -> type:
+    """str for `str` and `Optional[str]`, and so on."""
+    return next(t for t in typing.get_args(hint) if t is not type(None)) if typing.get_args(hint) else hint
 
 
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
-    """The original's flags with their defaults, --horovod/--distribution, and the new ones."""
-    flags.DEFINE_string("bert_config_file", None, "The config json file corresponding to the pre-trained BERT "
-                        "model. This specifies the model architecture.", flag_values=flag_values)
-    flags.DEFINE_string("input_file", None, "Input TF example files (can be a glob or comma separated).",
-                        flag_values=flag_values)
-    flags.DEFINE_string("output_dir", None, "The output directory where the model checkpoints will be written.",
-                        flag_values=flag_values)
-    flags.DEFINE_string("init_checkpoint", None, "Initial checkpoint (usually from a pre-trained BERT model), "
-                        "used when output_dir holds no checkpoint to resume from.", flag_values=flag_values)
-    flags.DEFINE_integer("max_seq_length", 128, "The maximum total input sequence length after WordPiece "
-                         "tokenization. Must match the data file.", flag_values=flag_values)
-    flags.DEFINE_integer("max_predictions_per_seq", 20, "Maximum number of masked LM predictions per sequence. "
-                         "Must match the data file.", flag_values=flag_values)
-    flags.DEFINE_bool("do_train", True, "Whether to run training.", flag_values=flag_values)
-    flags.DEFINE_bool("do_eval", False, "Whether to run eval on the dev set.", flag_values=flag_values)
-    flags.DEFINE_integer("train_batch_size", 32, "Total batch size for training (per rank).", flag_values=flag_values)
-    flags.DEFINE_integer("eval_batch_size", 8, "Total batch size for eval.", flag_values=flag_values)
-    flags.DEFINE_float("learning_rate", 5e-5, "The initial learning rate (times the number of ranks).",
-                       flag_values=flag_values)
-    flags.DEFINE_integer("num_train_steps", 100000, "Number of training steps.", flag_values=flag_values)
-    flags.DEFINE_integer("num_warmup_steps", 10000, "Number of warmup steps.", flag_values=flag_values)
-    flags.DEFINE_integer("save_checkpoints_steps", 1000, "How often to save the model checkpoint.",
-                         flag_values=flag_values)
-    flags.DEFINE_integer("iterations_per_loop", 1000, "Accepted for compatibility; unused, as in the original.",
-                         flag_values=flag_values)
-    flags.DEFINE_integer("max_eval_steps", 100, "Maximum number of eval steps.", flag_values=flag_values)
+    """A flag for every field of Options, --horovod/--distribution, and --random_seed for --seed."""
+    hints = typing.get_type_hints(Options)
+    for field in dataclasses.fields(Options):
+        default = None if field.default is dataclasses.MISSING else field.default
+        if "choices" in field.metadata:
+            flags.DEFINE_enum(field.name, default, list(field.metadata["choices"]), field.metadata["help"],
+                              flag_values=flag_values)
+        else:
+            _DEFINE[_flag_type(hints[field.name])](field.name, default, field.metadata["help"],
+                                                   flag_values=flag_values)
+    flags.DEFINE_alias("random_seed", "seed", flag_values=flag_values)
     distribution.define_flags(flag_values)
-    flags.DEFINE_bool("report_loss", False, "Whether to report total loss during training.", flag_values=flag_values)
-    flags.DEFINE_bool("manual_fp16", False, "Whether to use fp32 or fp16 arithmetic on GPU. Manual casting is "
-                      "done instead of using AMP.", flag_values=flag_values)
-    flags.DEFINE_bool("use_xla", False, "Whether to enable XLA JIT compilation.", flag_values=flag_values)
-    flags.DEFINE_bool("use_fp16", False, "Whether to use fp16 (float16 compute, float32 master weights, dynamic "
-                      "loss scaling).", flag_values=flag_values)
-    flags.DEFINE_enum("optimizer", "lamb", ["lamb", "adam"], "The optimizer: lamb or adam (AdamWeightDecay).",
-                      flag_values=flag_values)
-    flags.DEFINE_bool("use_bf16", False, "New: bfloat16 compute with float32 master weights (no loss scaling).",
-                      flag_values=flag_values)
-    flags.DEFINE_integer("gradient_accumulation_steps", 1, "New: micro-batches of train_batch_size summed into "
-                         "one optimizer step.", flag_values=flag_values)
-    flags.DEFINE_integer("keep_checkpoint_max", 5, "New: newest checkpoints kept (0 = all); the Estimator's "
-                         "default was 5.", flag_values=flag_values)
-    flags.DEFINE_integer("display_every", 100, "New: --report_loss prints at step 1 and every this many steps "
-                         "(the original's hook used 100).", flag_values=flag_values)
-    flags.DEFINE_integer("save_summary_steps", 100, "New: TensorBoard summaries every this many steps (the "
-                         "Estimator's default).", flag_values=flag_values)
-    flags.DEFINE_integer("random_seed", None, "New: seed of the initialisation, dropout and input order "
-                         "(unset: nondeterministic, as the original).", flag_values=flag_values)
 
 
 # ------------------------------------------------------------------------------------------------ losses
@@ -251,7 +241,7 @@ def train(trainer: Pretrainer, files: list[str]) -> int:
     loss_scaling = step.loss_scale is not None
     dataset = pretraining_data.train_dataset(engine.shard_files(files), options.train_batch_size,
                                              options.max_seq_length, options.max_predictions_per_seq,
-                                             seed=options.random_seed)
+                                             seed=options.seed)
     iterator = iter(dataset)
     examples_per_step = options.train_batch_size * options.gradient_accumulation_steps * engine.size
     logging.info("***** Running training *****")
@@ -409,8 +399,8 @@ def run(options: Options, engine: Optional[distribution.Engine] = None) -> dict[
     if options.do_eval and engine.is_chief:
         pretraining_data.check_records(files, options.max_seq_length, options.max_predictions_per_seq,
                                        config.vocab_size)
-    if options.random_seed is not None:
-        tf.random.set_seed(options.random_seed + engine.rank)
+    if options.seed is not None:
+        tf.random.set_seed(options.seed + engine.rank)
     trainer = Pretrainer(config, options, engine)
     if engine.is_chief:
         os.makedirs(options.output_dir, exist_ok=True)

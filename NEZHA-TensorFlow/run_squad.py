@@ -26,8 +26,9 @@ from absl import app, flags, logging
 
 import checkpoint
 import finetuning
-import modeling
+import finetuning_flags
 import squad_data
+import task_heads
 from utils import cmrc2018_evaluate
 from utils.errors import InputError, exit_on_input_error
 from utils.fileio import atomic_open
@@ -35,91 +36,44 @@ from utils.tasks import SquadExample, read_squad_file
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("bert_config_file", None, "The config json file of the pre-trained model.")
-flags.DEFINE_string("vocab_file", None, "The vocabulary file that the model was trained on.")
-flags.DEFINE_string("output_dir", None, "Where checkpoints, predictions and results are written.")
+finetuning_flags.define(
+    finetuning_flags.MODEL + finetuning_flags.RUN + finetuning_flags.TPU,
+    do_lower_case=False, max_seq_length=384, save_checkpoints_steps=1000, max_train_examples=None,
+    helps={"init_checkpoint": "Initial checkpoint (usually a pre-trained NEZHA model; `none` trains from random "
+                              "weights). Without --do_train: the fine-tuned checkpoint to predict with.",
+           "max_seq_length": "The maximum total input sequence length after WordPiece tokenization. Longer "
+                             "contexts are split into windows.",
+           "do_predict": "Whether to predict --predict_file.",
+           "do_eval": "Whether to predict --eval_file.",
+           "do_train_and_eval": "Score every saved checkpoint on --predict_file while training (new)."})
+flags.DEFINE_alias("rand_seed", "seed")   # the original's name
 flags.DEFINE_string("train_file", None, "SQuAD/CMRC2018 json for training.")
 flags.DEFINE_string("predict_file", None, "SQuAD/CMRC2018 json for predictions (dev_predictions.json).")
 flags.DEFINE_string("eval_file", None, "SQuAD/CMRC2018 json predicted with --do_eval (test_predictions.json).")
-flags.DEFINE_string("init_checkpoint", None, "Initial checkpoint (usually a pre-trained NEZHA model; `none` "
-                    "trains from random weights). Without --do_train: the fine-tuned checkpoint to predict with.")
-flags.DEFINE_bool("do_lower_case", False, "Whether to lower case the input text.")
-flags.DEFINE_integer("max_seq_length", 384, "The maximum total input sequence length after WordPiece "
-                     "tokenization. Longer contexts are split into windows.")
 flags.DEFINE_integer("doc_stride", 128, "When splitting up a long document into chunks, how much stride to "
                      "take between chunks.")
 flags.DEFINE_integer("max_query_length", 64, "The maximum number of tokens for the question. Longer questions "
                      "are truncated.")
-flags.DEFINE_bool("do_train", False, "Whether to run training.")
-flags.DEFINE_bool("do_predict", False, "Whether to predict --predict_file.")
-flags.DEFINE_bool("do_eval", False, "Whether to predict --eval_file.")
-flags.DEFINE_bool("do_train_and_eval", False, "Score every saved checkpoint on --predict_file while training "
-                  "(new).")
-flags.DEFINE_integer("train_batch_size", 32, "Total batch size for training.")
-flags.DEFINE_integer("predict_batch_size", 8, "Total batch size for predictions.")
-flags.DEFINE_float("learning_rate", 3e-5, "The initial learning rate for Adam.")
-flags.DEFINE_float("num_train_epochs", 3.0, "Total number of training epochs to perform.")
-flags.DEFINE_float("warmup_proportion", 0.1, "Proportion of training to perform linear learning rate warmup "
-                   "for. E.g., 0.1 = 10% of training.")
-flags.DEFINE_integer("save_checkpoints_steps", 1000, "How often to save the model checkpoint.")
-flags.DEFINE_integer("iterations_per_loop", 1000, "Accepted for compatibility and ignored (TPU only).")
 flags.DEFINE_integer("n_best_size", 20, "The total number of n-best predictions to generate in the "
                      "nbest_predictions.json output file.")
 flags.DEFINE_integer("max_answer_length", 30, "The maximum length of an answer that can be generated.")
-flags.DEFINE_bool("use_tpu", False, "Accepted for compatibility and ignored: this version runs on CPU/GPU.")
-flags.DEFINE_string("tpu_name", None, "Accepted for compatibility and ignored (TPU only).")
-flags.DEFINE_string("tpu_zone", None, "Accepted for compatibility and ignored (TPU only).")
-flags.DEFINE_string("gcp_project", None, "Accepted for compatibility and ignored (TPU only).")
-flags.DEFINE_string("master", None, "Accepted for compatibility and ignored (TPU only).")
-flags.DEFINE_integer("num_tpu_cores", 8, "Accepted for compatibility and ignored (TPU only).")
 flags.DEFINE_bool("verbose_logging", False, "Log the first features of every set.")
-flags.DEFINE_integer("rand_seed", 12345, "Seed of Python, NumPy and TensorFlow (initialisation, dropout, "
-                     "shuffling).")
-flags.DEFINE_integer("max_train_examples", None, "Use only the first N training questions (quick runs; 0: all; "
-                     "new).")
 flags.DEFINE_integer("max_predict_examples", None, "Use only the first N questions of predict_file and "
                      "eval_file (quick runs; 0: all; new).")
 
 KEEP_CHECKPOINT_MAX = 2       # the original's RunConfig(keep_checkpoint_max=2); all with --do_train_and_eval
 METRIC_KEY = "eval_f1"
-MASK_ADDER = -10000.0
 
 
-class SquadModel(tf.Module):
-    """Encoder `bert/...` and the span head `cls/squad/output_weights` [2, H] / `cls/squad/output_bias` [2]."""
-
-    def __init__(self, encoder: modeling.BertModel, config: modeling.BertConfig):
-        super().__init__(name=None)
-        self.bert = encoder
-        self.head = modeling.DenseHead(2, config.hidden_size, "cls/squad", config.initializer_range)
-
-    def __call__(self, batch: Mapping[str, tf.Tensor], training: bool) -> tuple[tf.Tensor, tf.Tensor]:
-        """Start and end logits [B, S], float32, -10000 added outside the [CLS] + context positions."""
-        output = self.bert(batch["input_ids"], batch["input_mask"], batch["segment_ids"],
-                           training=training).sequence_output
-        hidden = output.shape[-1]
-        logits = self.head(tf.reshape(output, [-1, hidden]))
-        logits = tf.reshape(logits, [tf.shape(output)[0], tf.shape(output)[1], 2])
-        adder = (1.0 - tf.cast(batch["input_span_mask"], tf.float32)) * MASK_ADDER
-        return logits[:, :, 0] + adder, logits[:, :, 1] + adder
-
-
-def position_loss(logits: tf.Tensor, positions: tf.Tensor) -> tf.Tensor:
-    """Mean over the batch of -log_softmax(logits) at the gold positions."""
-    log_probs = tf.nn.log_softmax(logits, axis=-1)
-    one_hot = tf.one_hot(tf.cast(positions, tf.int32), tf.shape(logits)[-1], dtype=tf.float32)
-    return -tf.reduce_mean(tf.reduce_sum(one_hot * log_probs, axis=-1))
-
-
-def make_loss_fn(model: SquadModel):
+def make_loss_fn(model: task_heads.SquadModel):
     def loss_fn(batch: Mapping[str, tf.Tensor]) -> tf.Tensor:
         start_logits, end_logits = model(batch, training=True)
-        return (position_loss(start_logits, batch["start_positions"])
-                + position_loss(end_logits, batch["end_positions"])) / 2.0
+        return (task_heads.position_loss(start_logits, batch["start_positions"])
+                + task_heads.position_loss(end_logits, batch["end_positions"])) / 2.0
     return loss_fn
 
 
-def make_predict_fn(model: SquadModel):
+def make_predict_fn(model: task_heads.SquadModel):
     @tf.function
     def predict_fn(batch: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         start_logits, end_logits = model(batch, training=False)
@@ -181,11 +135,8 @@ def score(converted: squad_data.ConvertedExamples, predictions: Mapping[str, str
 
 
 def validate_flags() -> None:
-    for name in ("bert_config_file", "vocab_file", "output_dir"):
-        if getattr(FLAGS, name) is None:
-            raise InputError(f"--{name} is required")
-    if not (FLAGS.do_train or FLAGS.do_predict or FLAGS.do_eval):
-        raise InputError("At least one of `do_train`, `do_predict` or `do_eval` must be True.")
+    finetuning_flags.require("bert_config_file", "vocab_file", "output_dir")
+    finetuning_flags.require_one_of("do_train", "do_predict", "do_eval")
     if FLAGS.do_train and not FLAGS.train_file:
         raise InputError("If `do_train` is True, then `train_file` must be specified.")
     if (FLAGS.do_predict or FLAGS.do_train_and_eval) and not FLAGS.predict_file:
@@ -197,11 +148,9 @@ def validate_flags() -> None:
     if FLAGS.max_seq_length <= FLAGS.max_query_length + 3:
         raise InputError(f"The max_seq_length ({FLAGS.max_seq_length}) must be greater than max_query_length "
                          f"({FLAGS.max_query_length}) + 3")
-    for name in ("doc_stride", "n_best_size", "max_answer_length", "train_batch_size", "predict_batch_size"):
-        if getattr(FLAGS, name) < 1:
-            raise InputError(f"--{name} must be positive, got {getattr(FLAGS, name)}")
-    if FLAGS.use_tpu or FLAGS.master or FLAGS.tpu_name:
-        logging.warning("TPU flags are accepted for compatibility and ignored")
+    finetuning_flags.require_positive("doc_stride", "n_best_size", "max_answer_length", "train_batch_size",
+                                      "predict_batch_size")
+    finetuning_flags.warn_ignored_tpu_flags()
 
 
 def prediction_checkpoint(output_dir: str) -> str:
@@ -216,16 +165,18 @@ def prediction_checkpoint(output_dir: str) -> str:
     return chosen
 
 
-def run() -> None:
+@exit_on_input_error
+def main(argv: list[str]) -> None:
+    del argv
     validate_flags()
-    finetuning.set_seed(FLAGS.rand_seed)
+    finetuning.set_seed(FLAGS.seed)
     output_dir = FLAGS.output_dir
     tokenizer = squad_data.ChineseFullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
     # Every input is read before a model is built, so a bad file stops the run at once.
     train = dev = test = None
     if FLAGS.do_train:
         examples = load_examples(FLAGS.train_file, FLAGS.max_train_examples)
-        random.Random(FLAGS.rand_seed).shuffle(examples)
+        random.Random(FLAGS.seed).shuffle(examples)
         train = convert(examples, tokenizer, True, FLAGS.train_file)
     if FLAGS.do_predict or FLAGS.do_train_and_eval:
         dev = convert(load_examples(FLAGS.predict_file, FLAGS.max_predict_examples), tokenizer, False,
@@ -236,8 +187,8 @@ def run() -> None:
     if not FLAGS.do_train:
         prediction_checkpoint(output_dir)
     os.makedirs(output_dir, exist_ok=True)
-    config, encoder = finetuning.build_encoder(FLAGS.bert_config_file, FLAGS.max_seq_length)
-    model = SquadModel(encoder, config)
+    _, encoder = finetuning.build_encoder(FLAGS.bert_config_file, FLAGS.max_seq_length)
+    model = task_heads.SquadModel(encoder)
     predict_fn = make_predict_fn(model)
 
     if train is not None:
@@ -257,7 +208,7 @@ def run() -> None:
         if checkpoint.latest_checkpoint(output_dir) is None:
             finetuning.initialize_from_checkpoint(FLAGS.init_checkpoint, model)
         batches = finetuning.train_batches(squad_data.feature_arrays(train.features, is_training=True),
-                                           FLAGS.train_batch_size, seed=FLAGS.rand_seed)
+                                           FLAGS.train_batch_size, seed=FLAGS.seed)
         logging.info("***** Running training: %d questions, %d windows, batch size %d, %d steps *****",
                      len(train.examples), len(train.features), FLAGS.train_batch_size, steps)
         if FLAGS.do_train_and_eval:
@@ -281,12 +232,6 @@ def run() -> None:
         if result is not None:
             result["global_step"] = step
             finetuning.write_eval_results(os.path.join(output_dir, results_name), result)
-
-
-@exit_on_input_error
-def main(argv: list[str]) -> None:
-    del argv
-    run()
 
 
 if __name__ == "__main__":

@@ -26,12 +26,14 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from utils.progress import progress_bar
 from utils.tasks import SquadExample
 from utils.tokenization import (WordpieceTokenizer, _is_control, _is_punctuation, _is_whitespace, is_cjk_char,
-                                load_vocab)
+                                load_vocab, require_tokens)
 
 UNIQUE_ID_START = 1000000000          # the original's first unique_id
 EMPTY_ANSWER = "empty"                # the original's text when no span is valid
+SPECIAL_TOKENS = ("[UNK]", "[CLS]", "[SEP]")  # every window is [CLS] query [SEP] doc [SEP]; unknown words [UNK]
 
 
 def _splits_alone(char: str) -> bool:
@@ -51,6 +53,7 @@ class ChineseFullTokenizer:
 
     def __init__(self, vocab_file: str, do_lower_case: bool = False):
         self.vocab = load_vocab(vocab_file)
+        require_tokens(self.vocab, SPECIAL_TOKENS, vocab_file)
         self.wordpiece = WordpieceTokenizer(self.vocab)
         self.do_lower_case = do_lower_case
 
@@ -233,7 +236,7 @@ def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer: Ch
     kept: list[SquadExample] = []
     docs: list[DocTokens] = []
     unique_id = UNIQUE_ID_START
-    for example in examples:
+    for example in progress_bar(examples, desc="reading windows", unit="questions"):
         doc = docs_by_context.get(example.context)
         if doc is None:
             doc = docs_by_context[example.context] = tokenize_context(example.context, tokenizer)

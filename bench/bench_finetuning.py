@@ -43,19 +43,20 @@ def _best(history: Path, key: str) -> float:
 
 
 def _finetune(work: Path, data: Path, model_dir: Path, init: str, size: dict[str, int], env: dict[str, str]) -> dict:
-    common = dict(env, MODEL_DIR=str(model_dir), INIT_CHECKPOINT=init, EPOCHS=str(size["epochs"]), LR="5e-4",
-                  MAX_EVAL_EXAMPLES=str(size["eval_examples"]))
+    common = dict(env, MODEL_DIR=str(model_dir), INIT_CHECKPOINT=init, NUM_TRAIN_EPOCHS=str(size["epochs"]),
+                  LEARNING_RATE="5e-4", MAX_EVAL_EXAMPLES=str(size["eval_examples"]))
     out = work / ("pretrained" if init != "none" else "random")
     _run(["bash", "scripts/run_clf.sh"], dict(common, TASK_NAME="text_clf", DATA_DIR=str(data / "chnsenti"),
                                             OUTPUT_DIR=str(out / "clf"), MAX_SEQ_LENGTH="32", TRAIN_BATCH_SIZE="16",
-                                            SAVE_STEPS="100", MAX_TRAIN_EXAMPLES=str(size["clf_examples"])))
+                                            SAVE_CHECKPOINTS_STEPS="100",
+                                            MAX_TRAIN_EXAMPLES=str(size["clf_examples"])))
     _run(["bash", "scripts/run_seq_labelling.sh"],
          dict(common, DATA_DIR=str(data / "peoples_daily_ner"), OUTPUT_DIR=str(out / "ner"), MAX_SEQ_LENGTH="64",
-              SAVE_STEPS="100", MAX_TRAIN_EXAMPLES=str(size["ner_examples"]),
+              SAVE_CHECKPOINTS_STEPS="100", MAX_TRAIN_EXAMPLES=str(size["ner_examples"]),
               MAX_PREDICT_EXAMPLES=str(size["eval_examples"])))
     _run(["bash", "scripts/run_reading.sh"],
          dict(common, DATA_DIR=str(data / "cmrc"), OUTPUT_DIR=str(out / "cmrc"), MAX_SEQ_LENGTH="256",
-              BATCH_SIZE="16", MAX_TRAIN_EXAMPLES=str(size["reading_examples"])))
+              TRAIN_BATCH_SIZE="16", MAX_TRAIN_EXAMPLES=str(size["reading_examples"])))
     reading = json.loads((out / "cmrc" / "result_metric.txt").read_text(encoding="utf-8"))
     return {"chnsenti_dev_accuracy": round(_best(out / "clf" / "eval" / "eval_history.jsonl", "eval_accuracy"), 4),
             "ner_dev_entity_f1": round(_best(out / "ner" / "eval" / "eval_history.jsonl", "eval_entity_f1"), 4),

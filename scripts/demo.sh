@@ -11,29 +11,29 @@
 #   4. convert the pretrained and the ChnSenti checkpoints to PyTorch: the TinyBERT teachers
 #   5. general distillation of a 1 x 64 TinyBERT student, data augmentation, task distillation (both stages)
 #   6. evaluate teacher and student, measure their size and speed, print the table (DEMO_DIR/results.md)
-# Sizes can be changed in the environment (the names below); the defaults keep each step under two minutes.
-# NEZHA_CONFIG and STUDENT_CONFIG pick other model sizes (the student needs the teacher's attention heads).
+# Settings (environment variables; the defaults keep each step under two minutes): DEMO_DIR, NEZHA_CONFIG and
+# STUDENT_CONFIG (other model sizes; the student needs the teacher's attention heads), CORPUS_LINES,
+# PRETRAIN_STEPS, CLF_TRAIN_EXAMPLES, NER_TRAIN_EXAMPLES, READING_TRAIN_EXAMPLES, EVAL_EXAMPLES, AUG_EXAMPLES,
+# FINETUNE_INIT, PYTHON.
 set -euo pipefail
-
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [[ -z "${PYTHON:-}" ]]; then
-    if [[ -x "$ROOT/.venv/bin/python" ]]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python3; fi
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 export PYTHON TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
-OUT=${DEMO_DIR:-$ROOT/output/demo}
+setting DEMO_DIR "$ROOT/output/demo"
+setting NEZHA_CONFIG "$ROOT/NEZHA-TensorFlow/nezha/bert_config_demo.json"
+setting STUDENT_CONFIG "$ROOT/TinyBERT/configs/demo_student_zh"
+setting CORPUS_LINES 6000
+setting PRETRAIN_STEPS 150
+setting CLF_TRAIN_EXAMPLES 4000
+setting NER_TRAIN_EXAMPLES 4000
+setting READING_TRAIN_EXAMPLES 2000
+setting EVAL_EXAMPLES 500
+setting AUG_EXAMPLES 1000
+setting FINETUNE_INIT none
+OUT=$DEMO_DIR
 DATA=$OUT/data
-NEZHA_CONFIG=${NEZHA_CONFIG:-$ROOT/NEZHA-TensorFlow/nezha/bert_config_demo.json}
 VOCAB=$ROOT/NEZHA-TensorFlow/nezha/vocab.txt
-STUDENT_CONFIG=${STUDENT_CONFIG:-$ROOT/TinyBERT/configs/demo_student_zh}
-CORPUS_LINES=${CORPUS_LINES:-6000}
-PRETRAIN_STEPS=${PRETRAIN_STEPS:-150}
-CLF_TRAIN_EXAMPLES=${CLF_TRAIN_EXAMPLES:-4000}
-NER_TRAIN_EXAMPLES=${NER_TRAIN_EXAMPLES:-4000}
-READING_TRAIN_EXAMPLES=${READING_TRAIN_EXAMPLES:-2000}
-EVAL_EXAMPLES=${EVAL_EXAMPLES:-500}
-AUG_EXAMPLES=${AUG_EXAMPLES:-1000}
 
 START=$SECONDS
 step() { printf '\n=== [%s, %ds] %s\n' "$1" $((SECONDS - START)) "$2"; }
@@ -63,21 +63,21 @@ MODEL_DIR="$OUT/nezha_model"
 mkdir -p "$MODEL_DIR"
 cp "$NEZHA_CONFIG" "$MODEL_DIR/bert_config.json"
 cp "$VOCAB" "$MODEL_DIR/vocab.txt"
-export MODEL_DIR INIT_CHECKPOINT=${FINETUNE_INIT:-none}
+export MODEL_DIR INIT_CHECKPOINT=$FINETUNE_INIT
 
 step 4/11 "fine-tune on ChnSenti (scripts/run_clf.sh)"
 TASK_NAME=text_clf DATA_DIR="$DATA/chnsenti" OUTPUT_DIR="$OUT/chnsenti_nezha" MAX_SEQ_LENGTH=32 \
-    TRAIN_BATCH_SIZE=16 EPOCHS=4 LR=5e-4 SAVE_STEPS=200 MAX_TRAIN_EXAMPLES="$CLF_TRAIN_EXAMPLES" \
-    MAX_EVAL_EXAMPLES="$EVAL_EXAMPLES" bash "$ROOT/scripts/run_clf.sh"
+    TRAIN_BATCH_SIZE=16 NUM_TRAIN_EPOCHS=4 LEARNING_RATE=5e-4 SAVE_CHECKPOINTS_STEPS=200 \
+    MAX_TRAIN_EXAMPLES="$CLF_TRAIN_EXAMPLES" MAX_EVAL_EXAMPLES="$EVAL_EXAMPLES" bash "$ROOT/scripts/run_clf.sh"
 
 step 5/11 "fine-tune on People's Daily NER (scripts/run_seq_labelling.sh)"
-DATA_DIR="$DATA/peoples_daily_ner" OUTPUT_DIR="$OUT/ner_nezha" MAX_SEQ_LENGTH=64 EPOCHS=3 LR=5e-4 \
-    SAVE_STEPS=250 MAX_TRAIN_EXAMPLES="$NER_TRAIN_EXAMPLES" MAX_EVAL_EXAMPLES="$EVAL_EXAMPLES" \
-    MAX_PREDICT_EXAMPLES="$EVAL_EXAMPLES" bash "$ROOT/scripts/run_seq_labelling.sh"
+DATA_DIR="$DATA/peoples_daily_ner" OUTPUT_DIR="$OUT/ner_nezha" MAX_SEQ_LENGTH=64 NUM_TRAIN_EPOCHS=3 \
+    LEARNING_RATE=5e-4 SAVE_CHECKPOINTS_STEPS=250 MAX_TRAIN_EXAMPLES="$NER_TRAIN_EXAMPLES" \
+    MAX_EVAL_EXAMPLES="$EVAL_EXAMPLES" MAX_PREDICT_EXAMPLES="$EVAL_EXAMPLES" bash "$ROOT/scripts/run_seq_labelling.sh"
 
 step 6/11 "fine-tune on the reading-comprehension set (scripts/run_reading.sh)"
-DATA_DIR="$DATA/cmrc" OUTPUT_DIR="$OUT/cmrc_nezha" MAX_SEQ_LENGTH=256 BATCH_SIZE=16 EPOCHS=2 LR=5e-4 \
-    MAX_TRAIN_EXAMPLES="$READING_TRAIN_EXAMPLES" bash "$ROOT/scripts/run_reading.sh"
+DATA_DIR="$DATA/cmrc" OUTPUT_DIR="$OUT/cmrc_nezha" MAX_SEQ_LENGTH=256 TRAIN_BATCH_SIZE=16 NUM_TRAIN_EPOCHS=2 \
+    LEARNING_RATE=5e-4 MAX_TRAIN_EXAMPLES="$READING_TRAIN_EXAMPLES" bash "$ROOT/scripts/run_reading.sh"
 
 step 7/11 "NEZHA checkpoints -> PyTorch teachers (TinyBERT/convert_nezha_checkpoint.py)"
 "$PYTHON" "$ROOT/TinyBERT/convert_nezha_checkpoint.py" --tf_checkpoint "$PRETRAINED" \
@@ -88,22 +88,23 @@ step 7/11 "NEZHA checkpoints -> PyTorch teachers (TinyBERT/convert_nezha_checkpo
 
 step 8/11 "TinyBERT general distillation (scripts/pregenerate.sh, scripts/general_distill.sh)"
 CORPUS="$OUT/pretrain_data/corpus.txt" BERT_MODEL="$OUT/teacher_general" OUTPUT_DIR="$OUT/pregenerated" \
-    SEQ=64 EPOCHS=1 WHOLE_WORD_MASK=1 bash "$ROOT/scripts/pregenerate.sh"
+    MAX_SEQ_LENGTH=64 NUM_TRAIN_EPOCHS=1 DO_WHOLE_WORD_MASK=1 bash "$ROOT/scripts/pregenerate.sh"
 PREGENERATED="$OUT/pregenerated" TEACHER="$OUT/teacher_general" STUDENT_CONFIG="$STUDENT_CONFIG" \
-    OUTPUT_DIR="$OUT/general_tinybert" SEQ=64 EPOCHS=1 BATCH=32 LR=1e-3 bash "$ROOT/scripts/general_distill.sh"
+    OUTPUT_DIR="$OUT/general_tinybert" MAX_SEQ_LENGTH=64 NUM_TRAIN_EPOCHS=1 TRAIN_BATCH_SIZE=32 LEARNING_RATE=1e-3 \
+    bash "$ROOT/scripts/general_distill.sh"
 
 step 9/11 "data augmentation of $AUG_EXAMPLES ChnSenti reviews (scripts/data_augmentation.sh)"
 mkdir -p "$OUT/chnsenti_aug"
 head -n "$AUG_EXAMPLES" "$DATA/chnsenti/train.tsv" > "$OUT/chnsenti_aug/train.tsv"
 head -n "$EVAL_EXAMPLES" "$DATA/chnsenti/dev.tsv" > "$OUT/chnsenti_aug/dev.tsv"
-TASK_NAME=text_clf TASK_DIR="$OUT/chnsenti_aug" BERT_MODEL="$OUT/teacher_general" N=4 MAX_SEQ_LENGTH=64 \
+TASK_NAME=text_clf DATA_DIR="$OUT/chnsenti_aug" BERT_MODEL="$OUT/teacher_general" N=4 MAX_SEQ_LENGTH=64 \
     bash "$ROOT/scripts/data_augmentation.sh"
 
 step 10/11 "task distillation: intermediate layers, then predictions (scripts/task_distill.sh)"
-TASK_NAME=text_clf TASK_DIR="$OUT/chnsenti_aug" TEACHER="$OUT/teacher_chnsenti" \
-    GENERAL_STUDENT="$OUT/general_tinybert" OUTPUT_DIR="$OUT/tinybert_chnsenti" AUG=1 SEQ=32 BATCH=16 \
-    STAGE1_EPOCHS=2 STAGE2_EPOCHS=3 STAGE1_LR=1e-3 STAGE2_LR=5e-4 EVAL_STEP=100 \
-    bash "$ROOT/scripts/task_distill.sh"
+TASK_NAME=text_clf DATA_DIR="$OUT/chnsenti_aug" TEACHER="$OUT/teacher_chnsenti" \
+    GENERAL_STUDENT="$OUT/general_tinybert" OUTPUT_DIR="$OUT/tinybert_chnsenti" AUG_TRAIN=1 MAX_SEQ_LENGTH=32 \
+    TRAIN_BATCH_SIZE=16 STAGE1_NUM_TRAIN_EPOCHS=2 STAGE2_NUM_TRAIN_EPOCHS=3 STAGE1_LEARNING_RATE=1e-3 \
+    STAGE2_LEARNING_RATE=5e-4 EVAL_STEP=100 bash "$ROOT/scripts/task_distill.sh"
 
 step 11/11 "evaluate teacher and student on the same dev set, measure size and speed"
 for model in teacher:teacher_chnsenti tinybert:tinybert_chnsenti/pred; do

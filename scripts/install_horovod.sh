@@ -4,6 +4,8 @@
 #
 #   PYTHON=.venv/bin/python bash scripts/install_horovod.sh      (`make horovod` does this)
 #
+# Settings: PYTHON (default .venv/bin/python of the checkout, else python3), MAKEFLAGS, TMPDIR.
+#
 # Idempotent: exits at once when `import horovod.tensorflow` already works with this interpreter.
 # Takes about 4 minutes on 2 cores. Needs a C++17 compiler, make, and CMake 3.13 to 3.x (a pinned CMake
 # from PyPI is installed into the venv when the system has none that fits).
@@ -15,16 +17,11 @@ CMAKE_PIN=cmake==3.31.6
 # Horovod's own runtime requirements (setup.py install_requires), pinned so the build is repeatable.
 RUNTIME_PINS=(cloudpickle==3.1.3 psutil==7.2.2 PyYAML==6.0.4 packaging==26.3)
 
-PYTHON=${PYTHON:-.venv/bin/python}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 
-fail() {
-    echo "install_horovod.sh: error: $*" >&2
-    exit 1
-}
-
 [ -x "$PYTHON" ] || command -v "$PYTHON" >/dev/null 2>&1 \
-    || fail "no Python interpreter at '$PYTHON' (set PYTHON, or run 'make venv' first)"
+    || fail "$PYTHON: no Python interpreter here (set PYTHON, or run 'make venv' first)"
 
 if "$PYTHON" -c "import horovod.tensorflow" >/dev/null 2>&1; then
     echo "Horovod is already installed for $("$PYTHON" -c 'import sys; print(sys.executable)'):" \

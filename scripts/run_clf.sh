@@ -2,57 +2,38 @@
 # Fine-tune NEZHA on a classification task (the original's run_clf.sh), evaluating every checkpoint on dev,
 # then pick the best checkpoint and predict the test set with it (select_best.py -> run_clf_predict.sh).
 #
-# Every setting is an environment variable; extra arguments are passed on to run_classifier.py. Default: the
-# ChnSenti set built by `python utils/prepare_data.py --output_dir output/data` and the released NEZHA-base in
-# NEZHA-TensorFlow/nezha/ (model.ckpt.index + model.ckpt.data-*). INIT_CHECKPOINT=none trains from scratch.
 #   TASK_NAME=lcqmc DATA_DIR=data/lcqmc scripts/run_clf.sh
-#   INIT_CHECKPOINT=none BERT_CONFIG=NEZHA-TensorFlow/nezha/bert_config_tiny.json MAX_TRAIN_EXAMPLES=2000 \
-#     EPOCHS=1 scripts/run_clf.sh
+#   INIT_CHECKPOINT=none BERT_CONFIG_FILE=NEZHA-TensorFlow/nezha/bert_config_tiny.json MAX_TRAIN_EXAMPLES=2000 \
+#     NUM_TRAIN_EPOCHS=1 scripts/run_clf.sh
+#
+# Settings (environment variables; defaults below, older names in scripts/lib.sh): TASK_NAME (text_clf for
+# ChnSenti, lcqmc, xnli or a GLUE task), DATA_DIR (default: the ChnSenti set built by `python
+# utils/prepare_data.py --output_dir output/data`), MODEL_DIR, BERT_CONFIG_FILE, VOCAB_FILE, INIT_CHECKPOINT
+# (default: the released NEZHA-base in NEZHA-TensorFlow/nezha/, model.ckpt.index + model.ckpt.data-*; `none`
+# trains from scratch), OUTPUT_DIR, MAX_SEQ_LENGTH, TRAIN_BATCH_SIZE, EVAL_BATCH_SIZE, PREDICT_BATCH_SIZE,
+# NUM_TRAIN_EPOCHS, LEARNING_RATE, SAVE_CHECKPOINTS_STEPS, MAX_TRAIN_EXAMPLES, MAX_EVAL_EXAMPLES (0: all),
+# PYTHON. Extra arguments are passed on to run_classifier.py.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [[ -z "${PYTHON:-}" ]]; then
-  if [[ -x "$ROOT/.venv/bin/python" ]]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python3; fi
-fi
-TASK_NAME="${TASK_NAME:-text_clf}"                 # text_clf (ChnSenti), lcqmc, xnli or a GLUE task
-DATA_DIR="${DATA_DIR:-$ROOT/output/data/chnsenti}"
-MODEL_DIR="${MODEL_DIR:-$ROOT/NEZHA-TensorFlow/nezha}"
-BERT_CONFIG="${BERT_CONFIG:-${BERT_CONFIG_FILE:-$MODEL_DIR/bert_config.json}}"
-VOCAB="${VOCAB:-${VOCAB_FILE:-$MODEL_DIR/vocab.txt}}"
-INIT_CHECKPOINT="${INIT_CHECKPOINT:-$MODEL_DIR/model.ckpt}"
-OUTPUT_DIR="${OUTPUT_DIR:-$ROOT/output/$TASK_NAME}"
-MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-128}"
-TRAIN_BATCH_SIZE="${TRAIN_BATCH_SIZE:-32}"
-EVAL_BATCH_SIZE="${EVAL_BATCH_SIZE:-32}"
-PREDICT_BATCH_SIZE="${PREDICT_BATCH_SIZE:-32}"
-EPOCHS="${EPOCHS:-${NUM_TRAIN_EPOCHS:-5}}"
-LR="${LR:-${LEARNING_RATE:-3e-5}}"
-SAVE_STEPS="${SAVE_STEPS:-50}"
-MAX_TRAIN_EXAMPLES="${MAX_TRAIN_EXAMPLES:-0}"      # 0: all
-MAX_EVAL_EXAMPLES="${MAX_EVAL_EXAMPLES:-0}"        # 0: all
-export PYTHON BERT_CONFIG VOCAB                    # run_clf_predict.sh, started by select_best.py, uses them
+setting TASK_NAME text_clf
+setting DATA_DIR "$ROOT/output/data/chnsenti"
+model_settings
+setting INIT_CHECKPOINT "$MODEL_DIR/model.ckpt"
+setting OUTPUT_DIR "$ROOT/output/$TASK_NAME"
+setting MAX_SEQ_LENGTH 128
+setting TRAIN_BATCH_SIZE 32
+setting EVAL_BATCH_SIZE 32
+setting PREDICT_BATCH_SIZE 32
+setting NUM_TRAIN_EPOCHS 5
+setting LEARNING_RATE 3e-5
+setting SAVE_CHECKPOINTS_STEPS 50
+setting MAX_TRAIN_EXAMPLES 0
+setting MAX_EVAL_EXAMPLES 0
+export PYTHON BERT_CONFIG_FILE VOCAB_FILE     # run_clf_predict.sh, started by select_best.py, uses them
 
-if [[ ! -d "$DATA_DIR" ]]; then
-  echo "error: $DATA_DIR: no task data here (for ChnSenti run: $PYTHON $ROOT/utils/prepare_data.py" \
-       "--output_dir $ROOT/output/data; or set DATA_DIR)" >&2
-  exit 2
-fi
-if [[ "${INIT_CHECKPOINT,,}" != "none" && ! -e "$INIT_CHECKPOINT.index" && ! -d "$INIT_CHECKPOINT" ]]; then
-  echo "error: $INIT_CHECKPOINT: checkpoint not found (expected $INIT_CHECKPOINT.index). Put the released" \
-       "NEZHA files (model.ckpt.index, model.ckpt.data-00000-of-00001) in $MODEL_DIR, set INIT_CHECKPOINT," \
-       "or set INIT_CHECKPOINT=none to train from random weights" >&2
-  exit 2
-fi
+need_dir "$DATA_DIR" "no task data here (for ChnSenti run: $PYTHON $ROOT/utils/prepare_data.py --output_dir" \
+    "$ROOT/output/data; or set DATA_DIR)"
+need_checkpoint "$INIT_CHECKPOINT" "$MODEL_DIR"
 
-"$PYTHON" "$ROOT/NEZHA-TensorFlow/run_classifier.py" \
-  --task_name="$TASK_NAME" --do_train=true --do_eval=true --do_train_and_eval=true \
-  --data_dir="$DATA_DIR" --save_checkpoints_steps="$SAVE_STEPS" \
-  --vocab_file="$VOCAB" --bert_config_file="$BERT_CONFIG" --init_checkpoint="$INIT_CHECKPOINT" \
-  --max_seq_length="$MAX_SEQ_LENGTH" --train_batch_size="$TRAIN_BATCH_SIZE" \
-  --eval_batch_size="$EVAL_BATCH_SIZE" --num_train_epochs="$EPOCHS" --learning_rate="$LR" \
-  --max_train_examples="$MAX_TRAIN_EXAMPLES" --max_eval_examples="$MAX_EVAL_EXAMPLES" \
-  --output_dir="$OUTPUT_DIR" "$@"
-
-"$PYTHON" "$ROOT/NEZHA-TensorFlow/select_best.py" \
-  --task_name="$TASK_NAME" --task_data_dir="$DATA_DIR" --max_seq_length="$MAX_SEQ_LENGTH" \
-  --predict_batch_size="$PREDICT_BATCH_SIZE" --pretrained_model_dir="$MODEL_DIR" --task_output_dir="$OUTPUT_DIR"
+finetune_and_select run_classifier.py "$@"

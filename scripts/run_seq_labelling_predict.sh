@@ -2,29 +2,20 @@
 # Label the NER test set with a fine-tuned checkpoint (the original's run_seq_labelling_predict.sh):
 #   run_seq_labelling_predict.sh TASK_NAME DATA_DIR MODEL_DIR CHECKPOINT MAX_SEQ_LENGTH PREDICT_BATCH_SIZE OUTPUT_DIR
 # Positional arguments win; missing ones come from the same-named environment variables (INIT_CHECKPOINT for
-# CHECKPOINT), then the defaults. BERT_CONFIG and VOCAB default to MODEL_DIR/bert_config.json and
-# MODEL_DIR/vocab.txt. Writes OUTPUT_DIR/test_predictions.txt (`char gold pred` lines), token_test.txt and
-# eval/test_results.txt.
+# CHECKPOINT, a directory meaning its newest checkpoint), then the defaults. Settings: those seven,
+# BERT_CONFIG_FILE and VOCAB_FILE (default MODEL_DIR/bert_config.json and MODEL_DIR/vocab.txt), WINDOW_STRIDE,
+# MAX_PREDICT_EXAMPLES (0: all), PYTHON. Writes OUTPUT_DIR/test_predictions.txt (`char gold pred` lines),
+# token_test.txt and eval/test_results.txt.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [[ -z "${PYTHON:-}" ]]; then
-  if [[ -x "$ROOT/.venv/bin/python" ]]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python3; fi
-fi
-TASK_NAME="${1:-${TASK_NAME:-ner}}"
-DATA_DIR="${2:-${DATA_DIR:-$ROOT/output/data/peoples_daily_ner}}"
-MODEL_DIR="${3:-${MODEL_DIR:-$ROOT/NEZHA-TensorFlow/nezha}}"
-OUTPUT_DIR="${7:-${OUTPUT_DIR:-$ROOT/output/peoples-daily-ner}}"
-INIT_CHECKPOINT="${4:-${INIT_CHECKPOINT:-$OUTPUT_DIR}}"   # a directory means its newest checkpoint
-MAX_SEQ_LENGTH="${5:-${MAX_SEQ_LENGTH:-256}}"
-PREDICT_BATCH_SIZE="${6:-${PREDICT_BATCH_SIZE:-16}}"
-BERT_CONFIG="${BERT_CONFIG:-${BERT_CONFIG_FILE:-$MODEL_DIR/bert_config.json}}"
-VOCAB="${VOCAB:-${VOCAB_FILE:-$MODEL_DIR/vocab.txt}}"
-WINDOW_STRIDE="${WINDOW_STRIDE:-128}"
-MAX_PREDICT_EXAMPLES="${MAX_PREDICT_EXAMPLES:-0}"  # 0: all
+predict_settings ner "$ROOT/output/data/peoples_daily_ner" "$ROOT/output/peoples-daily-ner" 256 16 -- "$@"
+setting WINDOW_STRIDE 128
+setting MAX_PREDICT_EXAMPLES 0
+need_file "$DATA_DIR/test.txt" "no NER test set here (\`char tag\` lines; set DATA_DIR)"
 
 "$PYTHON" "$ROOT/NEZHA-TensorFlow/run_classifier_ner.py" \
-  --task_name="$TASK_NAME" --do_predict=true --data_dir="$DATA_DIR" \
-  --vocab_file="$VOCAB" --bert_config_file="$BERT_CONFIG" --init_checkpoint="$INIT_CHECKPOINT" \
-  --max_seq_length="$MAX_SEQ_LENGTH" --predict_batch_size="$PREDICT_BATCH_SIZE" \
-  --window_stride="$WINDOW_STRIDE" --max_predict_examples="$MAX_PREDICT_EXAMPLES" --output_dir="$OUTPUT_DIR"
+    --task_name="$TASK_NAME" --do_predict=true --data_dir="$DATA_DIR" \
+    --vocab_file="$VOCAB_FILE" --bert_config_file="$BERT_CONFIG_FILE" --init_checkpoint="$INIT_CHECKPOINT" \
+    --max_seq_length="$MAX_SEQ_LENGTH" --predict_batch_size="$PREDICT_BATCH_SIZE" \
+    --window_stride="$WINDOW_STRIDE" --max_predict_examples="$MAX_PREDICT_EXAMPLES" --output_dir="$OUTPUT_DIR"

@@ -5,76 +5,74 @@
 # dev set into EVAL_DIR (OUTPUT_DIR/eval: eval_results.txt, eval_predictions.tsv). MNLI adds *-MM beside them.
 #
 #   bash scripts/task_distill.sh                                     # ChnSenti from utils/prepare_data.py
-#   AUG=1 bash scripts/task_distill.sh                               # train on TASK_DIR/train_aug.tsv
-#   TASK_NAME=mnli TASK_DIR=glue/MNLI TEACHER=ft_bert GENERAL_STUDENT=general_tinybert \
-#       STAGE1_EPOCHS=10 bash scripts/task_distill.sh                # GLUE, the original's settings
+#   AUG_TRAIN=1 bash scripts/task_distill.sh                         # train on DATA_DIR/train_aug.tsv
+#   TASK_NAME=mnli DATA_DIR=glue/MNLI TEACHER=ft_bert GENERAL_STUDENT=general_tinybert \
+#       STAGE1_NUM_TRAIN_EPOCHS=10 bash scripts/task_distill.sh      # GLUE, the original's settings
 #
-# TEACHER: a model fine-tuned on the task (a TinyBERT/Hugging Face classifier directory, or a NEZHA-TensorFlow
-# run_classifier.py checkpoint converted by TinyBERT/convert_nezha_checkpoint.py --label_list ...).
-# GENERAL_STUDENT: the general TinyBERT (general_distill.sh's output). TASK_DIR defaults to the ChnSenti set
-# written by `python utils/prepare_data.py --output_dir output/data`. Every path and size can be set in the
-# environment; further arguments go to every task_distill.py call.
+# Settings (environment variables; defaults below, older names in scripts/lib.sh): TEACHER (a model
+# fine-tuned on the task: a TinyBERT/Hugging Face classifier directory, or a NEZHA-TensorFlow
+# run_classifier.py checkpoint converted by TinyBERT/convert_nezha_checkpoint.py --label_list ...),
+# GENERAL_STUDENT (the general TinyBERT, general_distill.sh's output), DATA_DIR (default: the ChnSenti set
+# written by `python utils/prepare_data.py --output_dir output/data`), TASK_NAME, OUTPUT_DIR, TMP_DIR,
+# PRED_DIR, EVAL_DIR, AUG_TRAIN, MAX_SEQ_LENGTH, TRAIN_BATCH_SIZE, EVAL_BATCH_SIZE, STAGE1_NUM_TRAIN_EPOCHS
+# (default NUM_TRAIN_EPOCHS, else 10), STAGE2_NUM_TRAIN_EPOCHS, STAGE1_LEARNING_RATE, STAGE2_LEARNING_RATE,
+# STAGE1_EVAL_STEP and STAGE2_EVAL_STEP (default EVAL_STEP, else 50 and 100), TEMPERATURE,
+# GRADIENT_ACCUMULATION_STEPS, SEED, DO_LOWER_CASE, USE_FP16, NPROC (> 1: both distillation stages under
+# torchrun --nproc_per_node NPROC; the evaluation runs as one process), PYTHON. Further arguments go to every
+# task_distill.py call.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [[ -z "${PYTHON:-}" ]]; then
-    if [[ -x "$ROOT/.venv/bin/python" ]]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python3; fi
-fi
+setting TEACHER "$ROOT/output/teacher_text_clf"
+setting GENERAL_STUDENT "$ROOT/output/general_tinybert"
+setting DATA_DIR "$ROOT/output/data/chnsenti"
+setting TASK_NAME text_clf
+setting OUTPUT_DIR "$ROOT/output/tinybert_$TASK_NAME"
+setting TMP_DIR "$OUTPUT_DIR/intermediate"
+setting PRED_DIR "$OUTPUT_DIR/pred"
+setting EVAL_DIR "$OUTPUT_DIR/eval"
+bool_setting AUG_TRAIN false
+setting MAX_SEQ_LENGTH 128
+setting TRAIN_BATCH_SIZE 32
+setting EVAL_BATCH_SIZE 32
+setting NUM_TRAIN_EPOCHS 10
+setting STAGE1_NUM_TRAIN_EPOCHS "$NUM_TRAIN_EPOCHS"
+setting STAGE2_NUM_TRAIN_EPOCHS 3
+setting STAGE1_LEARNING_RATE 5e-5
+setting STAGE2_LEARNING_RATE 3e-5
+setting STAGE1_EVAL_STEP 50 EVAL_STEP
+setting STAGE2_EVAL_STEP 100 EVAL_STEP
+setting TEMPERATURE 1.0
+setting GRADIENT_ACCUMULATION_STEPS 1
+setting SEED 42
+bool_setting DO_LOWER_CASE true
+bool_setting USE_FP16 false
+torch_launcher
 
-TEACHER=${TEACHER:-$ROOT/output/teacher_text_clf}
-GENERAL_STUDENT=${GENERAL_STUDENT:-$ROOT/output/general_tinybert}
-TASK_DIR=${TASK_DIR:-$ROOT/output/data/chnsenti}
-TASK_NAME=${TASK_NAME:-text_clf}
-OUTPUT_DIR=${OUTPUT_DIR:-$ROOT/output/tinybert_$TASK_NAME}
-TMP_DIR=${TMP_DIR:-$OUTPUT_DIR/intermediate}
-PRED_DIR=${PRED_DIR:-$OUTPUT_DIR/pred}
-EVAL_DIR=${EVAL_DIR:-$OUTPUT_DIR/eval}
-AUG=${AUG:-0}
-SEQ=${SEQ:-128}
-BATCH=${BATCH:-32}
-EVAL_BATCH=${EVAL_BATCH:-32}
-STAGE1_EPOCHS=${STAGE1_EPOCHS:-${EPOCHS:-10}}
-STAGE2_EPOCHS=${STAGE2_EPOCHS:-3}
-STAGE1_LR=${STAGE1_LR:-5e-5}
-STAGE2_LR=${STAGE2_LR:-3e-5}
-STAGE1_EVAL_STEP=${STAGE1_EVAL_STEP:-${EVAL_STEP:-50}}
-STAGE2_EVAL_STEP=${STAGE2_EVAL_STEP:-${EVAL_STEP:-100}}
-TEMPERATURE=${TEMPERATURE:-1.0}
-GRAD_ACCUM=${GRAD_ACCUM:-1}
-SEED=${SEED:-42}
-LOWER_CASE=${LOWER_CASE:-1}
-FP16=${FP16:-0}
+need_dir "$DATA_DIR" "no task data here: run '$PYTHON $ROOT/utils/prepare_data.py --output_dir $ROOT/output/data'," \
+    "or set DATA_DIR"
+need_dir "$TEACHER" "no teacher here: set TEACHER to a model fine-tuned on $TASK_NAME (or convert a NEZHA" \
+    "run_classifier.py checkpoint with TinyBERT/convert_nezha_checkpoint.py --label_list)"
+need_dir "$GENERAL_STUDENT" "no general student here: run scripts/general_distill.sh, or set GENERAL_STUDENT"
 
-fail() {
-    echo "task_distill.sh: error: $*" >&2
-    exit 1
-}
-
-[[ -d "$TASK_DIR" ]] || fail "no task data at $TASK_DIR: run '$PYTHON $ROOT/utils/prepare_data.py --output_dir" \
-    "$ROOT/output/data', or set TASK_DIR"
-[[ -d "$TEACHER" ]] || fail "no teacher at $TEACHER: set TEACHER to a model fine-tuned on $TASK_NAME (or convert" \
-    "a NEZHA run_classifier.py checkpoint with TinyBERT/convert_nezha_checkpoint.py --label_list)"
-[[ -d "$GENERAL_STUDENT" ]] || fail "no general student at $GENERAL_STUDENT: run scripts/general_distill.sh," \
-    "or set GENERAL_STUDENT"
-
-flags=(--data_dir "$TASK_DIR" --task_name "$TASK_NAME" --max_seq_length "$SEQ" --seed "$SEED")
-[[ "$LOWER_CASE" == 1 ]] && flags+=(--do_lower_case)
-[[ "$FP16" == 1 ]] && flags+=(--fp16)
-train_flags=(--teacher_model "$TEACHER" --train_batch_size "$BATCH" --eval_batch_size "$EVAL_BATCH"
-             --gradient_accumulation_steps "$GRAD_ACCUM" --temperature "$TEMPERATURE")
-[[ "$AUG" == 1 ]] && train_flags+=(--aug_train)
+flags=(--data_dir "$DATA_DIR" --task_name "$TASK_NAME" --max_seq_length "$MAX_SEQ_LENGTH" --seed "$SEED")
+[[ "$DO_LOWER_CASE" == true ]] && flags+=(--do_lower_case)
+[[ "$USE_FP16" == true ]] && flags+=(--fp16)
+train_flags=(--teacher_model "$TEACHER" --train_batch_size "$TRAIN_BATCH_SIZE" --eval_batch_size "$EVAL_BATCH_SIZE"
+             --gradient_accumulation_steps "$GRADIENT_ACCUMULATION_STEPS" --temperature "$TEMPERATURE")
+[[ "$AUG_TRAIN" == true ]] && train_flags+=(--aug_train)
 
 echo "== stage 1: intermediate-layer distillation -> $TMP_DIR"
-"$PYTHON" "$ROOT/TinyBERT/task_distill.py" "${flags[@]}" "${train_flags[@]}" \
-    --student_model "$GENERAL_STUDENT" --output_dir "$TMP_DIR" \
-    --num_train_epochs "$STAGE1_EPOCHS" --learning_rate "$STAGE1_LR" --eval_step "$STAGE1_EVAL_STEP" "$@"
+"${LAUNCH[@]}" "$ROOT/TinyBERT/task_distill.py" "${flags[@]}" "${train_flags[@]}" \
+    --student_model "$GENERAL_STUDENT" --output_dir "$TMP_DIR" --num_train_epochs "$STAGE1_NUM_TRAIN_EPOCHS" \
+    --learning_rate "$STAGE1_LEARNING_RATE" --eval_step "$STAGE1_EVAL_STEP" "$@"
 
 echo "== stage 2: prediction-layer distillation -> $PRED_DIR"
-"$PYTHON" "$ROOT/TinyBERT/task_distill.py" "${flags[@]}" "${train_flags[@]}" --pred_distill \
-    --student_model "$TMP_DIR" --output_dir "$PRED_DIR" \
-    --num_train_epochs "$STAGE2_EPOCHS" --learning_rate "$STAGE2_LR" --eval_step "$STAGE2_EVAL_STEP" "$@"
+"${LAUNCH[@]}" "$ROOT/TinyBERT/task_distill.py" "${flags[@]}" "${train_flags[@]}" --pred_distill \
+    --student_model "$TMP_DIR" --output_dir "$PRED_DIR" --num_train_epochs "$STAGE2_NUM_TRAIN_EPOCHS" \
+    --learning_rate "$STAGE2_LEARNING_RATE" --eval_step "$STAGE2_EVAL_STEP" "$@"
 
 echo "== evaluation -> $EVAL_DIR"
 "$PYTHON" "$ROOT/TinyBERT/task_distill.py" "${flags[@]}" --do_eval --student_model "$PRED_DIR" \
-    --output_dir "$EVAL_DIR" --eval_batch_size "$EVAL_BATCH" "$@"
+    --output_dir "$EVAL_DIR" --eval_batch_size "$EVAL_BATCH_SIZE" "$@"
 cat "$EVAL_DIR/eval_results.txt"

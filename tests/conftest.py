@@ -1,9 +1,12 @@
 """Fixtures shared by every test tree."""
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -59,3 +62,28 @@ def prepared_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("prepared_data")
     prepare_data(out)
     return out
+
+
+ScriptRun = Callable[..., tuple[subprocess.CompletedProcess, list[list[str]]]]
+
+
+@pytest.fixture
+def run_script_recorded(tmp_path: Path) -> ScriptRun:
+    """Run scripts/NAME with PYTHON set to a stand-in that records the command lines it is given instead of
+    running them (`PYTHON -c CODE` still runs): returns the finished process and the recorded calls, one list
+    of arguments each. The environment is PATH, the given settings and nothing else."""
+    log = tmp_path / "recorded_calls.jsonl"
+    stub = tmp_path / "recording-python"
+    stub.write_text(f'#!/usr/bin/env bash\nif [[ "$1" == -c ]]; then exec "{sys.executable}" "$@"; fi\n'
+                    f'"{sys.executable}" -c "import json, sys; print(json.dumps(sys.argv[1:]))" "$@" >> "{log}"\n',
+                    encoding="utf-8")
+    stub.chmod(0o755)
+
+    def run(name: str, *args: str, **settings: str) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
+        log.unlink(missing_ok=True)
+        done = subprocess.run(["bash", str(ROOT / "scripts" / name), *args], capture_output=True, text=True,
+                              env={"PATH": os.environ["PATH"], "PYTHON": str(stub), **settings}, timeout=120)
+        calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        return done, calls
+
+    return run

@@ -6,7 +6,17 @@ Per question, against every gold answer (the best one counts):
 * F1: over mixed segmentation (each Chinese character one token, other runs by NLTK's word tokenizer,
   punctuation dropped), with the longest common *contiguous* token run as the overlap.
 Both are averaged x100 over every question of the dataset; a question without a prediction scores 0 and is
-counted in SKIP.
+counted in SKIP. The dataset may be in SQuAD style (`{"data": [{"paragraphs": [{"qas": [{"id", "answers":
+[{"text"}]}]}]}]}`, CMRC2018's squad-style-data and what run_squad.py reads) or in the CMRC2018 release's own
+format (`[{"context_id", "context_text", "qas": [{"query_id", "query_text", "answers": [text, ...]}]}]`, which
+the release's data/cmrc2018_evaluate.py read).
+
+Scores can differ from the official script's in two places, both inside NLTK: sentence splitting (see
+`_word_tokenizer`), and dashes. NLTK releases since nltk/nltk#3459 (late 2025; 3.10.4 is pinned here) split
+figure, en and em dashes and horizontal bars (U+2012 to U+2015) off as tokens of their own, where the 2018
+NLTK of the official script kept them inside their run: `2008–09` is now `2008 – 09` (three tokens, one
+before), `——` two tokens. Answers holding such dashes score differently; on real CMRC2018 dev predictions F1
+moves in the third decimal.
 
     python utils/cmrc2018_evaluate.py DATASET PREDICTIONS [OUTPUT]
 
@@ -22,7 +32,7 @@ import logging
 import os
 import re
 import sys
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -45,8 +55,8 @@ def _word_tokenizer() -> Callable[[str], list[str]]:
     """nltk.word_tokenize as the official script used it when NLTK's punkt data is installed.
 
     Without it (NLTK downloads punkt separately, and runs here are offline) the same Treebank-based word
-    tokenizer runs on the whole run as one line (`preserve_line=True`): the only difference is that a period
-    ending an inner sentence stays attached to its word.
+    tokenizer runs on the whole run as one line (`preserve_line=True`): what changes is that a period ending
+    an inner sentence stays attached to its word.
     """
     import nltk
 
@@ -132,42 +142,61 @@ def _load_json(path: str, what: str) -> Any:
         raise InputError(f"not UTF-8 text ({err.reason})", path) from None
 
 
-def gold_answers(dataset: Mapping[str, Any], path: str = "<dataset>") -> dict[str, list[str]]:
-    """{question id (stripped, as the official script): [gold answer texts]} of a CMRC2018/SQuAD dataset."""
-    def expect(value: Any, kind: type, where: str) -> Any:
-        if not isinstance(value, kind):
-            raise InputError(f"{where}: expected a {kind.__name__}", path)
-        return value
+def _expect(value: Any, kind: Union[type, tuple], where: str, path: str) -> Any:
+    if not isinstance(value, kind):
+        names = " or ".join(k.__name__ for k in kind) if isinstance(kind, tuple) else kind.__name__
+        raise InputError(f"{where}: expected a {names}", path)
+    return value
 
+
+def _get(record: Any, key: str) -> Any:
+    return record.get(key) if isinstance(record, Mapping) else None
+
+
+def _question_records(dataset: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """(where, record) of every question, in SQuAD style ({"data": [{"paragraphs": [{"qas": [...]}]}]}) or in
+    the CMRC2018 release's own format, a list of contexts, which its data/cmrc2018_evaluate.py read."""
+    if isinstance(dataset, list):
+        for c, context in enumerate(dataset):
+            for q, qa in enumerate(_expect(_get(context, "qas"), list, f"[{c}].qas", path)):
+                yield f"[{c}].qas[{q}]", qa
+        return
+    for a, article in enumerate(_expect(_get(dataset, "data"), list, "top level 'data'", path)):
+        for p, paragraph in enumerate(_expect(_get(article, "paragraphs"), list, f"data[{a}].paragraphs", path)):
+            for q, qa in enumerate(_expect(_get(paragraph, "qas"), list, f"data[{a}].paragraphs[{p}].qas", path)):
+                yield f"data[{a}].paragraphs[{p}].qas[{q}]", qa
+
+
+def gold_answers(dataset: Union[Mapping[str, Any], list], path: str = "<dataset>") -> dict[str, list[str]]:
+    """{question id (stripped, as the official script): [gold answer texts]} of a dataset in SQuAD style
+    (CMRC2018's squad-style-data, SQuAD v1: `{"id", "answers": [{"text"}]}`) or in the release's own format
+    (`[{"context_id", "context_text", "qas": [{"query_id", "query_text", "answers": [text, ...]}]}]`)."""
+    native = isinstance(dataset, list)
+    id_key = "query_id" if native else "id"
     gold: dict[str, list[str]] = {}
-    articles = expect(dataset.get("data") if isinstance(dataset, Mapping) else None, list, "top level 'data'")
-    for a, article in enumerate(articles):
-        paragraphs = expect(article.get("paragraphs") if isinstance(article, Mapping) else None, list,
-                            f"data[{a}].paragraphs")
-        for p, paragraph in enumerate(paragraphs):
-            qas = expect(paragraph.get("qas") if isinstance(paragraph, Mapping) else None, list,
-                         f"data[{a}].paragraphs[{p}].qas")
-            for q, qa in enumerate(qas):
-                where = f"data[{a}].paragraphs[{p}].qas[{q}]"
-                qas_id = expect(qa.get("id") if isinstance(qa, Mapping) else None, (str, int), f"{where}.id")
-                answers = expect(qa.get("answers"), list, f"{where}.answers")
-                texts = [expect(answer.get("text") if isinstance(answer, Mapping) else None, str,
-                                f"{where}.answers[{n}].text") for n, answer in enumerate(answers)]
-                if not texts:
-                    raise InputError(f"{where}: question {qas_id!r} has no gold answer to score against", path)
-                gold[str(qas_id).strip()] = texts
+    for where, qa in _question_records(dataset, path):
+        qas_id = _expect(_get(qa, id_key), (str, int), f"{where}.{id_key}", path)
+        answers = _expect(_get(qa, "answers"), list, f"{where}.answers", path)
+        texts = [_expect(answer, str, f"{where}.answers[{n}]", path) if native
+                 else _expect(_get(answer, "text"), str, f"{where}.answers[{n}].text", path)
+                 for n, answer in enumerate(answers)]
+        if not texts:
+            kind = " is a SQuAD v2 unanswerable question (is_impossible: true):" if _get(qa, "is_impossible") else ""
+            raise InputError(f"{where}: question {qas_id!r}{kind} has no gold answer to score against", path)
+        gold[str(qas_id).strip()] = texts
     if not gold:
         raise InputError("no questions found", path)
     return gold
 
 
-def evaluate(ground_truth: PathOrData, predictions: PathOrData) -> dict[str, float]:
-    """EM/F1 of `predictions` ({id: answer} or its JSON file) against a CMRC2018 dataset (dict or JSON file).
+def evaluate(ground_truth: Union[PathOrData, list], predictions: PathOrData) -> dict[str, float]:
+    """EM/F1 of `predictions` ({id: answer} or its JSON file) against a CMRC2018 dataset (its JSON file, or
+    the loaded JSON: a dict in SQuAD style, a list in the release's own format).
 
     Returns {"AVERAGE", "F1", "EM" (0..100), "TOTAL", "SKIP"} with unrounded floats.
     """
     gt_path = "<dataset>"
-    if not isinstance(ground_truth, Mapping):
+    if not isinstance(ground_truth, (Mapping, list)):
         gt_path = os.fspath(ground_truth)
         ground_truth = _load_json(gt_path, "CMRC2018 dataset file")
     pred_path = "<predictions>"

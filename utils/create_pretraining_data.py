@@ -24,12 +24,13 @@ import sys
 from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import flags, logging
 from tqdm import tqdm
 
-from utils import tokenization
+from utils import absl_cli, tokenization
 from utils.errors import InputError, exit_on_input_error
 from utils.features import TrainingInstance, create_instances_from_document
+from utils.fileio import check_output_file
 
 FLAGS = flags.FLAGS
 DEFAULT_DOCS_PER_SHARD = 10000
@@ -37,7 +38,8 @@ SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[MASK]")
 EXAMPLES_TO_LOG = 20
 
 
-# (kind, name, default, help): the original's flags and defaults, plus do_whole_word_mask and docs_per_shard.
+# (kind, name, default, help): the original's flags and defaults (its --random_seed is an alias of --seed, the
+# name every NEZHA entry uses), plus --do_whole_word_mask and --docs_per_shard.
 FLAG_SPECS = (
     ("string", "input_file", None, "Input raw text file (or comma-separated list of files; globs allowed): one "
                                    "sentence per line, a blank line between documents."),
@@ -49,7 +51,7 @@ FLAG_SPECS = (
                                           "(WordPiece ## pieces, and jieba words for Chinese)."),
     ("integer", "max_seq_length", 128, "Maximum sequence length."),
     ("integer", "max_predictions_per_seq", 20, "Maximum number of masked LM predictions per sequence."),
-    ("integer", "random_seed", 12345, "Random seed for data generation."),
+    ("integer", "seed", 12345, "Random seed for data generation."),
     ("integer", "dupe_factor", 10, "Number of times to duplicate the input data (with different masks)."),
     ("float", "masked_lm_prob", 0.15, "Masked LM probability."),
     ("float", "short_seq_prob", 0.1, "Probability of creating sequences which are shorter than the maximum length."),
@@ -62,6 +64,7 @@ FLAG_SPECS = (
 def define_flags() -> None:
     for kind, name, default, help_text in FLAG_SPECS:
         getattr(flags, f"DEFINE_{kind}")(name, default, help_text)
+    flags.DEFINE_alias("random_seed", "seed")   # the original's name
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -218,19 +221,22 @@ class RoundRobinWriter:
     def close(self, keep: bool) -> None:
         for writer in self.writers:
             writer.close()
-        for temporary, path in zip(self.temporary, self.output_files):
-            if keep:
-                tf.io.gfile.rename(temporary, path, overwrite=True)
-            elif tf.io.gfile.exists(temporary):
-                tf.io.gfile.remove(temporary)
+        try:
+            for temporary, path in zip(self.temporary, self.output_files):
+                if keep:
+                    tf.io.gfile.rename(temporary, path, overwrite=True)
+        except (OSError, tf.errors.OpError) as err:
+            raise InputError(f"cannot write the output file ({getattr(err, 'strerror', None) or err})",
+                             path) from None
+        finally:
+            for temporary in self.temporary:
+                if tf.io.gfile.exists(temporary):
+                    tf.io.gfile.remove(temporary)
 
 
 def check_arguments(tokenizer: tokenization.FullTokenizer, max_seq_length: int, max_predictions_per_seq: int,
                     dupe_factor: int, masked_lm_prob: float, short_seq_prob: float, docs_per_shard: int) -> None:
-    missing = [token for token in SPECIAL_TOKENS if token not in tokenizer.vocab]
-    if missing:
-        raise InputError(f"the vocabulary lacks {', '.join(missing)} (expected a BERT vocab.txt)",
-                         tokenizer.vocab_file)
+    tokenization.require_tokens(tokenizer.vocab, SPECIAL_TOKENS, tokenizer.vocab_file)
     if max_seq_length < 5:
         raise InputError(f"--max_seq_length must be at least 5 ([CLS] a [SEP] b [SEP]), got {max_seq_length}")
     if max_predictions_per_seq < 1:
@@ -257,6 +263,9 @@ def create_pretraining_data(input_file: str, output_file: str, vocab_file: str, 
     output_files = [p.strip() for p in output_file.split(",") if p.strip()]
     if not output_files:
         raise InputError("--output_file names no file")
+    for path in output_files:
+        if "://" not in path:
+            check_output_file(path, "--output_file")
     logging.info("*** Reading from input files ***")
     for path in input_files:
         logging.info("  %s", path)
@@ -302,4 +311,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    absl_cli.run(main)

@@ -13,6 +13,7 @@ import json
 import os
 from typing import Any, Optional, Sequence
 
+from utils.errors import InputError, exit_on_input_error
 from utils.fileio import atomic_open, read_key_values, write_json
 
 
@@ -104,10 +105,14 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@exit_on_input_error
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--demo_dir", required=True, help="the demo's output directory")
     args = parser.parse_args(argv)
+    if not os.path.isdir(args.demo_dir):
+        raise InputError("demo directory not found (expected the DEMO_DIR that scripts/demo.sh wrote)",
+                         args.demo_dir)
     report = collect(args.demo_dir)
     text = markdown(report)
     write_json(os.path.join(args.demo_dir, "results.json"), report)

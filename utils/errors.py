@@ -45,8 +45,32 @@ def exit_on_input_error(main: F) -> F:
 
 
 def require_file(path: os.PathLike | str, what: str) -> str:
-    """Return `path` if it is an existing file, else stop with a message saying what it should be."""
+    """Return `path` if it is a readable file, else stop with a message saying what it should be."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise InputError(f"{what} is a directory (expected a file)", path)
     if not os.path.isfile(path):
         raise InputError(f"{what} not found (expected a file here)", path)
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{what} cannot be read (permission denied)", path)
     return path
+
+
+def line_of(text: Optional[str], needle: str) -> Optional[int]:
+    """The 1-based line of the first `needle` in `text` (a file read whole), to point a message at it."""
+    if text is None:
+        return None
+    index = text.find(needle)
+    return None if index < 0 else text.count("\n", 0, index) + 1
+
+
+def first_undecodable_line(path: os.PathLike | str, encoding: str = "utf-8") -> Optional[int]:
+    """The 1-based line of `path` that does not decode, for a UnicodeDecodeError raised by a text-mode reader
+    (which knows only a position in its buffer)."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode(encoding)
+            except UnicodeDecodeError:
+                return number
+    return None

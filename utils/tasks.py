@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
-from utils.errors import InputError, require_file
+from utils.errors import InputError, first_undecodable_line, line_of, require_file
 
 PathLike = os.PathLike | str
 
@@ -370,14 +370,23 @@ def _field(record: dict, key: str, kind: type, path: PathLike, where: str):
 
 
 def read_squad_file(path: PathLike) -> list[SquadExample]:
-    """Questions of a SQuAD v1 / CMRC2018 JSON file, with every gold answer."""
+    """Questions of a SQuAD v1 / CMRC2018 JSON file, with every gold answer.
+
+    SQuAD v2's unanswerable questions (`is_impossible: true`) are rejected, counted, with the first one's id
+    and line: the NEZHA reader, as the original, has no no-answer score, so it could neither learn them nor
+    be scored on them; remove them, or keep only SQuAD v1's answerable questions.
+    """
     require_file(path, "reading-comprehension JSON file")
     try:
         with open(path, encoding="utf-8-sig") as handle:
-            dataset = json.load(handle)
+            raw = handle.read()
+        dataset = json.loads(raw)
     except json.JSONDecodeError as err:
         raise InputError(f"not valid JSON ({err.msg})", path, err.lineno) from None
+    except UnicodeDecodeError as err:
+        raise InputError(f"not UTF-8 text ({err.reason})", path, first_undecodable_line(path)) from None
     examples = []
+    impossible = []
     for a, article in enumerate(_field(dataset, "data", list, path, "top level")):
         title = article.get("title", "") if isinstance(article, dict) else ""
         for p, paragraph in enumerate(_field(article, "paragraphs", list, path, f"data[{a}]")):
@@ -393,10 +402,19 @@ def read_squad_file(path: PathLike) -> list[SquadExample]:
                 qas_id = qa.get("id") if isinstance(qa, dict) else None
                 if not isinstance(qas_id, (str, int)):
                     raise InputError(f"{qwhere}: expected a string field 'id'", path)
+                if qa.get("is_impossible") is True:
+                    impossible.append(str(qas_id))
+                    continue
                 examples.append(SquadExample(
                     qas_id=str(qas_id),
                     question=_field(qa, "question", str, path, qwhere),
                     context=context, answers=answers, title=title))
+    if impossible:
+        raise InputError(f"question {impossible[0]!r} is a SQuAD v2 unanswerable question (is_impossible: true; "
+                         f"{len(impossible)} of {len(impossible) + len(examples)} questions in this file); only "
+                         "answerable questions (SQuAD v1, CMRC2018) are supported: remove them", path,
+                         line_of(raw, json.dumps(impossible[0], ensure_ascii=False))
+                         or line_of(raw, json.dumps(impossible[0])))
     if not examples:
         raise InputError("no questions found", path)
     return examples

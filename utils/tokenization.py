@@ -10,9 +10,9 @@ import collections
 import logging
 import os
 import unicodedata
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
-from utils.errors import InputError
+from utils.errors import InputError, first_undecodable_line
 from utils.fileio import atomic_open
 
 VOCAB_NAME = "vocab.txt"
@@ -29,17 +29,29 @@ _CJK_RANGES = (
 def load_vocab(vocab_file: str | os.PathLike) -> "collections.OrderedDict[str, int]":
     """One token per line (stripped); a token's id is its line number."""
     vocab: collections.OrderedDict[str, int] = collections.OrderedDict()
+    if os.path.isdir(vocab_file):
+        raise InputError("the vocabulary is a directory (expected vocab.txt, one token per line)", vocab_file)
     try:
         with open(vocab_file, encoding="utf-8") as handle:
             for index, line in enumerate(handle):
                 vocab[line.strip()] = index
     except FileNotFoundError:
         raise InputError("vocabulary file not found (expected vocab.txt, one token per line)", vocab_file) from None
+    except OSError as err:
+        raise InputError(f"cannot read the vocabulary ({err.strerror})", vocab_file) from None
     except UnicodeDecodeError as err:
-        raise InputError(f"vocabulary is not UTF-8 text ({err.reason})", vocab_file) from None
+        raise InputError(f"vocabulary is not UTF-8 text ({err.reason})", vocab_file,
+                         first_undecodable_line(vocab_file)) from None
     if not vocab:
         raise InputError("vocabulary file is empty", vocab_file)
     return vocab
+
+
+def require_tokens(vocab: Mapping[str, int], tokens: Iterable[str], vocab_file: str | os.PathLike) -> None:
+    """Stop when the vocabulary lacks special tokens that the caller builds inputs from ([CLS], [SEP], ...)."""
+    missing = [token for token in tokens if token not in vocab]
+    if missing:
+        raise InputError(f"the vocabulary lacks {', '.join(missing)} (expected a BERT vocab.txt)", vocab_file)
 
 
 def whitespace_tokenize(text: str) -> list[str]:

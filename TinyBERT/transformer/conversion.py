@@ -8,6 +8,8 @@ from typing import Optional, Union
 import torch
 
 from utils.errors import InputError
+from utils.model_config import check_vocab_fits
+from utils.tokenization import load_vocab
 
 from .checkpoints import export_config, write_model_directory
 from .modeling import BertConfig, BertModel
@@ -54,13 +56,6 @@ def _check_encoder(state_dict: dict[str, torch.Tensor], config: BertConfig, chec
                 f"tensor '{key}' has shape {tuple(state_dict[key].shape)} in the checkpoint but {shape} from the config",
                 checkpoint,
             )
-
-
-def _count_lines(path: Union[str, os.PathLike]) -> int:
-    if not os.path.isfile(path):
-        raise InputError("vocabulary file not found", path)
-    with open(path, encoding="utf-8") as handle:
-        return sum(1 for _ in handle)
 
 
 def read_label_list(path: Union[str, os.PathLike]) -> list[str]:
@@ -111,9 +106,7 @@ def convert_tf_checkpoint(
     (the teacher of task_distill.py) whose logits equal the TensorFlow model's.
     """
     config = converted_config(bert_config_file, model_type)
-    vocab_lines = _count_lines(vocab_file)
-    if vocab_lines > config.vocab_size:
-        raise InputError(f"the vocabulary has {vocab_lines} tokens but the config's vocab_size is {config.vocab_size}", vocab_file)
+    check_vocab_fits(config.vocab_size, bert_config_file, load_vocab(vocab_file), vocab_file)
     state_dict, skipped = read_tf_checkpoint(tf_checkpoint)
     _check_encoder(state_dict, config, os.fspath(tf_checkpoint))
     if "classifier.weight" in state_dict:

@@ -21,6 +21,7 @@ from torch import nn
 
 from utils.errors import InputError
 from utils.fileio import atomic_open
+from utils.model_config import check_config
 
 from . import checkpoints
 
@@ -100,13 +101,17 @@ class BertConfig:
 def _read_json_object(path: Union[str, os.PathLike]) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as reader:
-            value = json.load(reader)
+            text = reader.read()
+        value = json.loads(text)
     except FileNotFoundError:
         raise InputError("config file not found", path) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read the config file ({getattr(err, 'strerror', None) or err})", path) from None
     except json.JSONDecodeError as err:
         raise InputError(f"not valid JSON ({err.msg})", path, err.lineno) from None
     if not isinstance(value, dict):
         raise InputError("expected a JSON object of model hyper-parameters", path)
+    check_config(value, path, text)
     return value
 
 

@@ -17,18 +17,14 @@ import numpy as np
 import torch
 
 from utils.errors import InputError
-
-_SLOT_SUFFIXES = ("adam_m", "adam_v", "lamb_m", "lamb_v")
-_SKIPPED = re.compile(
-    r"(^|/)(global_step|loss_scale|good_steps|bad_steps|current_loss_scale|beta1_power|beta2_power)$"
-    r"|AdamWeightDecayOptimizer|LossScale"
-)
+from utils.progress import progress_bar
+from utils.training_state import is_training_state
 
 
 def torch_name(tf_name: str) -> Optional[tuple[str, bool]]:
     """The state-dict key for a TF variable and whether its array must be transposed; None for variables to skip."""
     parts = tf_name.split("/")
-    if parts[-1] in _SLOT_SUFFIXES or _SKIPPED.search(tf_name):
+    if is_training_state(tf_name):
         return None
     if parts[0] in ("output_weights", "output_bias") and len(parts) == 1:
         parts = ["classifier", parts[0]]
@@ -80,7 +76,7 @@ def read_tf_checkpoint(path: Union[str, os.PathLike]) -> tuple[dict[str, torch.T
         raise InputError(f"cannot read the TensorFlow checkpoint ({type(err).__name__})", prefix) from None
     state_dict: dict[str, torch.Tensor] = {}
     skipped: list[str] = []
-    for name in sorted(reader.get_variable_to_shape_map()):
+    for name in progress_bar(sorted(reader.get_variable_to_shape_map()), desc="reading checkpoint", unit="tensors"):
         mapped = torch_name(name)
         if mapped is None:
             skipped.append(name)

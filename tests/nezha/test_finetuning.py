@@ -14,6 +14,7 @@ import classifier
 import eval_history
 import finetuning
 import modeling
+import task_heads
 from utils.errors import InputError
 
 TINY = {"vocab_size": 40, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
@@ -41,15 +42,15 @@ def toy_features(count: int = 96, seed: int = 0) -> dict[str, np.ndarray]:
             "label_ids": labels}
 
 
-def new_model(config_file: str, seed: int = 1) -> classifier.ClassifierModel:
+def new_model(config_file: str, seed: int = 1) -> task_heads.ClassifierModel:
     tf.random.set_seed(seed)
     _, encoder = finetuning.build_encoder(config_file, SEQ)
-    return classifier.ClassifierModel(encoder, 2, dropout_rate=0.0)
+    return task_heads.ClassifierModel(encoder, 2, dropout_rate=0.0)
 
 
 def loss_fn_of(model):
     def loss_fn(batch):
-        return tf.reduce_mean(classifier.per_example_loss(model(batch, training=True), batch["label_ids"],
+        return tf.reduce_mean(task_heads.per_example_loss(model(batch, training=True), batch["label_ids"],
                                                           "classification"))
     return loss_fn
 
@@ -230,3 +231,54 @@ def test_num_train_steps_as_the_original():
     assert finetuning.num_warmup_steps(93, 0.1) == 9
     with pytest.raises(InputError, match="no training step"):
         finetuning.num_train_steps(10, 32, 1.0)
+
+
+def test_a_vocabulary_larger_than_the_config_stops_before_the_encoder_is_built(tmp_path):
+    config_file = write_config(tmp_path)
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("".join(f"t{i}\n" for i in range(TINY["vocab_size"] + 1)), encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        finetuning.build_encoder(config_file, SEQ, vocab_file=vocab)
+    assert err.value.path == config_file
+    assert f"vocab_size {TINY['vocab_size']} is too small: the vocabulary has 41 tokens ({vocab})" in err.value.message
+    vocab.write_text("".join(f"t{i}\n" for i in range(TINY["vocab_size"])), encoding="utf-8")
+    config, _ = finetuning.build_encoder(config_file, SEQ, vocab_file=vocab)
+    assert config.vocab_size == TINY["vocab_size"]
+
+
+# The original's defaults of the flags each entry shares with another (reference: original-nezha-tensorflow.md
+# section 5), and the new ones.
+SHARED_DEFAULTS = {"init_checkpoint": None, "do_train": False, "do_eval": False, "do_predict": False,
+                   "train_batch_size": 32, "predict_batch_size": 8, "learning_rate": 3e-5, "num_train_epochs": 3.0,
+                   "warmup_proportion": 0.1, "iterations_per_loop": 1000, "use_tpu": False, "num_tpu_cores": 8,
+                   "do_train_and_eval": False, "seed": 12345}
+ENTRY_DEFAULTS = {
+    "run_classifier": {**SHARED_DEFAULTS, "do_lower_case": True, "max_seq_length": 128, "eval_batch_size": 8,
+                       "save_checkpoints_steps": 100, "max_train_examples": 0, "keep_checkpoint_max": 0},
+    "run_classifier_ner": {**SHARED_DEFAULTS, "do_lower_case": True, "max_seq_length": 128, "eval_batch_size": 8,
+                           "save_checkpoints_steps": 1000, "window_stride": 128, "max_predict_examples": 0},
+    "run_squad": {**SHARED_DEFAULTS, "do_lower_case": False, "max_seq_length": 384, "save_checkpoints_steps": 1000,
+                  "doc_stride": 128, "max_query_length": 64, "n_best_size": 20, "max_answer_length": 30,
+                  "verbose_logging": False, "max_train_examples": None, "rand_seed": 12345},
+    "extract_features": {"init_checkpoint": None, "do_lower_case": True, "max_seq_length": 128, "batch_size": 32,
+                         "use_tpu": False, "num_tpu_cores": 8},
+}
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY_DEFAULTS))
+def test_entries_keep_their_flag_defaults_and_the_seed_names(entry, root):
+    """Each entry in its own process (they define the same flags): its defaults, and the seed under its
+    original name where it had one (run_squad.py's --rand_seed sets --seed)."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from absl import flags; import {0}; F = flags.FLAGS; F(sys.argv[:1] + {1!r}); "
+            "print(json.dumps([{{n: F[n].default for n in F}}, F.seed if 'seed' in F else None]))")
+    extra = ["--rand_seed=7"] if entry == "run_squad" else []
+    run = subprocess.run([sys.executable, "-c", code.format(entry, extra)], capture_output=True, text=True,
+                         timeout=120, cwd=root / "NEZHA-TensorFlow",
+                         env={**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    defaults, seed = json.loads(run.stdout.strip().splitlines()[-1])
+    assert {name: defaults.get(name, "absent") for name in ENTRY_DEFAULTS[entry]} == ENTRY_DEFAULTS[entry]
+    assert seed == (7 if entry == "run_squad" else defaults.get("seed"))

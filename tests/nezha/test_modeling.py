@@ -310,3 +310,12 @@ def test_shipped_large_and_tiny_configs(root):
     tiny = modeling.BertConfig.from_json_file(nezha / "bert_config_tiny.json")
     assert (tiny.num_hidden_layers, tiny.hidden_size, tiny.num_attention_heads, tiny.intermediate_size,
             tiny.vocab_size, tiny.type_vocab_size) == (4, 256, 4, 1024, 21128, 2) and tiny.use_relative_position
+
+
+@pytest.mark.parametrize("value, found", [("32", '"32"'), (None, "null"), (1.5, "1.5"), (-1, "-1")])
+def test_config_values_of_the_wrong_type_name_the_file_line_and_key(tmp_path, value, found):
+    path = tmp_path / "bert_config.json"
+    path.write_text('{\n  "vocab_size": 5,\n  "hidden_size": %s\n}' % json.dumps(value))
+    with pytest.raises(InputError) as err:
+        modeling.BertConfig.from_json_file(path)
+    assert str(err.value) == f"{path}:3: hidden_size: expected a positive integer, found {found}"

@@ -15,6 +15,7 @@ import tensorflow as tf
 import classifier
 import eval_history
 import select_best
+import task_heads
 from utils import tokenization
 from utils.tasks import InputExample
 
@@ -143,8 +144,14 @@ def test_run_clf_sh_stops_when_the_pretrained_checkpoint_is_absent(tmp_path, pre
     result = subprocess.run(["bash", str(ROOT / "scripts" / "run_clf.sh")], env=env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2
-    assert f"{tmp_path}/model.ckpt: checkpoint not found" in result.stderr
+    assert result.stderr.startswith(f"error: {tmp_path}/model.ckpt: checkpoint not found")
     assert "INIT_CHECKPOINT=none" in result.stderr
+    assert not (tmp_path / "out").exists()
+    # the prediction script (the original's positional arguments) on a data directory that is not there
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "run_clf_predict.sh"), "text_clf", str(tmp_path / "no"),
+                             str(tmp_path), str(tmp_path), "32", "8", str(tmp_path / "out")], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.startswith(f"error: {tmp_path / 'no'}: no task data here")
     assert not (tmp_path / "out").exists()
 
 
@@ -184,7 +191,7 @@ def test_loss_and_metrics_against_hand_computed_values():
     logits = np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 3.0]], np.float32)
     labels = np.array([0, 0, 1])
     expected = np.array([np.log1p(np.exp(-2.0)), np.log1p(np.exp(1.0)), np.log1p(np.exp(-2.0))])
-    tf_loss = classifier.per_example_loss(tf.constant(logits), tf.constant(labels), "classification").numpy()
+    tf_loss = task_heads.per_example_loss(tf.constant(logits), tf.constant(labels), "classification").numpy()
     np.testing.assert_allclose(tf_loss, expected, rtol=1e-5)
     metrics = classifier.evaluation_metrics("text_clf", "classification", logits, labels, 2, 7)
     assert metrics["eval_accuracy"] == pytest.approx(2 / 3)

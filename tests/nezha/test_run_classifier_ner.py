@@ -232,6 +232,14 @@ def test_script_stops_without_a_checkpoint(prepared_data: Path, tmp_path: Path):
     result = subprocess.run(["bash", str(SCRIPT)], env={**env(), **settings}, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 2
-    assert f"{tmp_path / 'model.ckpt'}: checkpoint not found" in result.stderr
+    assert result.stderr.startswith(f"error: {tmp_path / 'model.ckpt'}: checkpoint not found")
     assert "INIT_CHECKPOINT=none" in result.stderr
+    assert not (tmp_path / "out").exists()
+    # the prediction script (the original's positional arguments) with a checkpoint that is not there
+    predict = subprocess.run(["bash", str(ROOT / "scripts" / "run_seq_labelling_predict.sh"), "ner",
+                              str(prepared_data / "peoples_daily_ner"), str(tmp_path), str(tmp_path / "model.ckpt-9"),
+                              "64", "8", str(tmp_path / "out")], env=env(), capture_output=True, text=True,
+                             timeout=60)
+    assert predict.returncode == 2
+    assert predict.stderr.startswith(f"error: {tmp_path / 'model.ckpt-9'}: checkpoint not found")
     assert not (tmp_path / "out").exists()

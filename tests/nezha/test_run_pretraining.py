@@ -56,7 +56,7 @@ def options(data: dict, output_dir: Path, **kwargs) -> run_pretraining.Options:
     settings = dict(bert_config_file=str(data["config"]), input_file=data["input_file"], output_dir=str(output_dir),
                     max_seq_length=SEQ, max_predictions_per_seq=MAX_PRED, train_batch_size=16, eval_batch_size=16,
                     learning_rate=1e-2, num_train_steps=STEPS, num_warmup_steps=5,
-                    save_checkpoints_steps=INTERRUPT_AT, save_summary_steps=10, max_eval_steps=10, random_seed=1)
+                    save_checkpoints_steps=INTERRUPT_AT, save_summary_steps=10, max_eval_steps=10, seed=1)
     settings.update(kwargs)
     return run_pretraining.Options(**settings)
 
@@ -219,6 +219,47 @@ def test_flags_have_the_original_defaults_and_match_options():
         assert field.name in flag_values, field.name
         if field.default is not dataclasses.MISSING:
             assert flag_values[field.name].default == field.default, field.name
+
+
+def test_random_seed_is_the_seed_flag_under_its_original_name():
+    flag_values = flags.FlagValues()
+    run_pretraining.define_flags(flag_values)
+    assert flag_values["seed"].default is None
+    flag_values(["run_pretraining.py", "--random_seed=3"])
+    assert flag_values.seed == 3
+
+
+def test_run_pretraining_sh_builds_the_records_then_trains_with_its_settings(root, tmp_path, run_script_recorded):
+    """The script's two command lines, as a stand-in PYTHON records them, under the older setting names
+    (aliases) and every spelling of a boolean."""
+    config = tmp_path / "bert_config.json"
+    config.write_text(json.dumps(TINY), encoding="utf-8")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("一\n二\n\n三\n四\n", encoding="utf-8")
+    settings = dict(CORPUS=str(corpus), BERT_CONFIG=str(config), DATA_DIR=str(tmp_path / "records"), NUM_FILES="2",
+                    OUTPUT_DIR=str(tmp_path / "out"), SEQ="64", MAX_PRED="10", BATCH="4", TRAIN_STEPS="3",
+                    ACCUM_STEPS="2", RANDOM_SEED="7", WHOLE_WORD_MASK="False", USE_XLA="yes", DO_EVAL="0",
+                    INIT_CHECKPOINT="none")
+    done, (build, train) = run_script_recorded("run_pretraining.sh", "--display_every=1", **settings)
+    assert done.returncode == 0, done.stderr
+    records = [str(tmp_path / "records" / f"pretrain-0000{i}.tfrecord") for i in range(2)]
+    assert build[0] == "utils/create_pretraining_data.py"
+    for flag in (f"--output_file={','.join(records)}", "--do_whole_word_mask=false", "--max_seq_length=64",
+                 "--max_predictions_per_seq=10", "--seed=7"):
+        assert flag in build, flag
+    assert train[0] == str(root / "NEZHA-TensorFlow" / "run_pretraining.py") and train[-1] == "--display_every=1"
+    for flag in (f"--input_file={tmp_path / 'records'}/pretrain-*.tfrecord", f"--bert_config_file={config}",
+                 "--train_batch_size=4", "--num_train_steps=3", "--gradient_accumulation_steps=2",
+                 "--use_xla=true", "--use_fp16=false", "--do_eval=false", "--max_seq_length=64"):
+        assert flag in train, flag
+    assert not any(arg.startswith("--init_checkpoint") for arg in train)
+    for bad, message in [(dict(BERT_CONFIG=str(tmp_path / "absent.json")),
+                          f"error: {tmp_path / 'absent.json'}: no model config here"),
+                         (dict(INIT_CHECKPOINT=str(tmp_path / "model.ckpt")),
+                          f"error: {tmp_path / 'model.ckpt'}: checkpoint not found"),
+                         (dict(USE_FP16="fast"), "error: USE_FP16=fast: expected a boolean")]:
+        stopped, calls = run_script_recorded("run_pretraining.sh", **{**settings, **bad})
+        assert stopped.returncode == 2 and calls == [] and stopped.stderr.startswith(message), stopped.stderr
 
 
 def _free_ports(n: int) -> list[int]:

@@ -14,6 +14,7 @@ import pytest
 
 import squad_data
 from utils import cmrc2018_evaluate
+from utils.errors import InputError
 from utils.fileio import read_key_values
 from utils.tasks import Answer, SquadExample, read_squad_file
 
@@ -306,6 +307,78 @@ def test_run_reading_sh_stops_without_a_checkpoint(tmp_path, prepared_data):
                                  "VOCAB_FILE": str(ROOT / "NEZHA-TensorFlow" / "nezha" / "vocab.txt"),
                                  "BERT_CONFIG_FILE": str(ROOT / "NEZHA-TensorFlow" / "nezha" / "bert_config.json"),
                                  "OUTPUT_DIR": str(tmp_path / "out")}, timeout=60)
-    assert result.returncode == 1
-    assert f"no checkpoint at {tmp_path}/model.ckpt" in result.stderr and "INIT_CHECKPOINT=none" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {tmp_path}/model.ckpt: checkpoint not found")
+    assert "INIT_CHECKPOINT=none" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def squad_v2_file(path: Path) -> Path:
+    """A SQuAD v2 dev file: one answerable question and two unanswerable ones."""
+    dataset = {"version": "v2.0", "data": [{"title": "t", "paragraphs": [{"context": "江泽民在北京。", "qas": [
+        {"id": "ok-1", "question": "谁在北京？", "is_impossible": False,
+         "answers": [{"text": "江泽民", "answer_start": 0}]},
+        {"id": "v2-no-answer", "question": "谁在上海？", "is_impossible": True, "answers": [],
+         "plausible_answers": [{"text": "江泽民", "answer_start": 0}]},
+        {"id": "v2-other", "question": "何时？", "is_impossible": True, "answers": []}]}]}]}
+    path.write_text(json.dumps(dataset, ensure_ascii=False, indent=1), encoding="utf-8")
+    return path
+
+
+def test_squad_v2_unanswerable_questions_are_rejected_with_the_count_and_the_first_id(tmp_path):
+    path = squad_v2_file(tmp_path / "dev-v2.0.json")
+    line = next(n for n, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if "v2-no-answer" in text)
+    with pytest.raises(InputError) as err:
+        read_squad_file(path)
+    assert str(err.value) == (f"{path}:{line}: question 'v2-no-answer' is a SQuAD v2 unanswerable question "
+                              "(is_impossible: true; 2 of 3 questions in this file); only answerable questions "
+                              "(SQuAD v1, CMRC2018) are supported: remove them")
+    # SQuAD v2 files whose questions are all answerable read as v1.
+    dataset = json.loads(path.read_text(encoding="utf-8"))
+    dataset["data"][0]["paragraphs"][0]["qas"] = dataset["data"][0]["paragraphs"][0]["qas"][:1]
+    path.write_text(json.dumps(dataset, ensure_ascii=False), encoding="utf-8")
+    assert [e.qas_id for e in read_squad_file(path)] == ["ok-1"]
+
+
+def test_a_vocab_without_unk_cls_or_sep_is_refused(tmp_path):
+    (tmp_path / "vocab.txt").write_text("[PAD]\n[CLS]\n[SEP]\n江\n", encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        squad_data.ChineseFullTokenizer(str(tmp_path / "vocab.txt"))
+    assert str(err.value) == f"{tmp_path / 'vocab.txt'}: the vocabulary lacks [UNK] (expected a BERT vocab.txt)"
+
+
+def test_bad_vocab_config_and_squad_v2_files_stop_run_squad_with_exit_2(tmp_path, nezha_vocab, prepared_data):
+    config = tmp_path / "bert_config.json"
+    config.write_text(json.dumps(TINY_CONFIG))
+    bad_config = tmp_path / "bad_config.json"
+    bad_config.write_text(json.dumps({**TINY_CONFIG, "hidden_size": "64"}, indent=2))
+    no_unk = tmp_path / "no_unk_vocab.txt"
+    no_unk.write_text("".join(t for t in nezha_vocab.read_text(encoding="utf-8").splitlines(keepends=True)
+                              if t.strip() != "[UNK]"), encoding="utf-8")
+    dev = prepared_data / "cmrc" / "dev.json"
+    v2 = squad_v2_file(tmp_path / "dev-v2.0.json")
+    v2_line = next(n for n, text in enumerate(v2.read_text(encoding="utf-8").splitlines(), 1) if "v2-no-answer" in text)
+    cases = [(no_unk, config, dev, f"error: {no_unk}: the vocabulary lacks [UNK] (expected a BERT vocab.txt)"),
+             (tmp_path, config, dev,
+              f"error: {tmp_path}: the vocabulary is a directory (expected vocab.txt, one token per line)"),
+             (nezha_vocab, config, v2,
+              f"error: {v2}:{v2_line}: question 'v2-no-answer' is a SQuAD v2 unanswerable question"),
+             (nezha_vocab, bad_config, dev, f"error: {bad_config}:{list(TINY_CONFIG).index('hidden_size') + 2}: "
+                                            'hidden_size: expected a positive integer, found "64"')]
+    for vocab, bert_config, predict, expected in cases:
+        out = tmp_path / "out"
+        result = run_entry(f"--vocab_file={vocab}", f"--bert_config_file={bert_config}",
+                           f"--init_checkpoint={tmp_path / 'model.ckpt-1'}", "--do_predict=true",
+                           f"--predict_file={predict}", f"--output_dir={out}", check=False)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert len(errors) == 1 and errors[0].startswith(expected), errors
+        assert not out.exists() or not os.listdir(out)
+
+
+def test_a_json_file_that_is_not_utf8_names_the_line(tmp_path):
+    path = tmp_path / "dev.json"
+    path.write_bytes('{"data": [{"paragraphs": [{\n"context": "'.encode() + "北京".encode("gbk") + b'", "qas": []}]}]}')
+    with pytest.raises(InputError) as err:
+        read_squad_file(path)
+    assert err.value.path == str(path) and err.value.line == 2 and err.value.message.startswith("not UTF-8 text")

@@ -238,3 +238,18 @@ def test_checkpoint_written_by_nezha_tensorflow_gives_the_same_hidden_states_in_
     for ours, theirs in zip(layers, tf_layers):
         np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-4, rtol=0)
     np.testing.assert_allclose(pooled.numpy(), expected.pooled_output.numpy(), atol=1e-4, rtol=0)
+
+
+def test_a_config_value_of_the_wrong_type_stops_the_conversion_with_its_line(tmp_path, capsys):
+    config = tmp_path / "bert_config.json"
+    config.write_text(json.dumps({**tf_config(True), "num_attention_heads": None}, indent=2))
+    line = 1 + list(tf_config(True)).index("num_attention_heads") + 1
+    (tmp_path / "vocab.txt").write_text("".join(f"t{i}\n" for i in range(VOCAB)))
+    with pytest.raises(SystemExit) as exit_info:
+        convert_nezha_checkpoint.main(["--tf_checkpoint", str(tmp_path / "model.ckpt"), "--bert_config_file",
+                                       str(config), "--vocab_file", str(tmp_path / "vocab.txt"),
+                                       "--output_dir", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {config}:{line}: num_attention_heads: expected a positive integer, found null"]
+    assert not (tmp_path / "out").exists()

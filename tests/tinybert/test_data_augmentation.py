@@ -370,25 +370,21 @@ def test_per_task_n_with_sts_b_and_explicit_override():
     assert args.N == 4 and args.M == 15 and args.p == 0.4 and args.do_lower_case
 
 
-def test_shell_script_defaults_and_overrides(root: Path, tmp_path: Path):
-    """The script's command line, seen by a stand-in PYTHON that prints its arguments: ChnSenti (text_clf)
-    without vectors by default; an English task gets the kumo GloVe directory; N, P, SEED pass through."""
-    stub = tmp_path / "python"
-    stub.write_text(f'#!/usr/bin/env bash\nif [[ "$1" == -c ]]; then exec {sys.executable} "$@"; fi\n'
-                    'printf "%s\\n" "$@"\n', encoding="utf-8")
-    stub.chmod(0o755)
+def test_shell_script_defaults_and_overrides(root: Path, tmp_path: Path, run_script_recorded):
+    """The script's command line, as a stand-in PYTHON records it: ChnSenti (text_clf) without vectors by
+    default; an English task gets the kumo GloVe directory; N, P, SEED pass through; NPROC starts torchrun."""
     model = tmp_path / "bert"
     model.mkdir()
     (model / "vocab.txt").write_text("[PAD]\n", encoding="utf-8")
     data = tmp_path / "chnsenti"
     data.mkdir()
-    env = dict(os.environ, PYTHON=str(stub), BERT_MODEL=str(model), TASK_DIR=str(data))
+    env = dict(BERT_MODEL=str(model), TASK_DIR=str(data))
 
     def run(**extra: str) -> list[str]:
-        done = subprocess.run(["bash", str(root / "scripts" / "data_augmentation.sh"), "--no_progress"],
-                              env={**env, **extra}, capture_output=True, text=True, timeout=60)
+        done, calls = run_script_recorded("data_augmentation.sh", "--no_progress", **{**env, **extra})
         assert done.returncode == 0, done.stderr
-        return done.stdout.splitlines()
+        (call,) = calls
+        return call
 
     args = run()
     assert args[0] == str(root / "TinyBERT" / "data_augmentation.py")
@@ -403,9 +399,14 @@ def test_shell_script_defaults_and_overrides(root: Path, tmp_path: Path):
     for flag, value in [("--glove_embs", kumo.ROOT), ("--N", "5"), ("--p", "0.2"), ("--seed", "3"),
                         ("--task_dir", str(glue / "SST-2"))]:
         assert english[english.index(flag) + 1] == value
-    missing = subprocess.run(["bash", str(root / "scripts" / "data_augmentation.sh")],
-                             env={**env, "TASK_DIR": str(tmp_path / "absent")}, capture_output=True, text=True)
-    assert missing.returncode == 1 and "prepare_data.py" in missing.stderr
+    # NPROC > 1: torchrun starts that many processes with the same arguments; BATCH_SIZE, the former name
+    launched = run(NPROC="2", BATCH_SIZE="8")
+    batch = args.index("--batch_size") + 1
+    assert launched == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        *args[:batch], "8", *args[batch + 1:]]
+    missing, calls = run_script_recorded("data_augmentation.sh", **{**env, "TASK_DIR": str(tmp_path / "absent")})
+    assert missing.returncode == 2 and "prepare_data.py" in missing.stderr and calls == []
+    assert missing.stderr.startswith(f"error: {tmp_path / 'absent'}: no task directory here")
 
 
 def test_vocabulary_that_does_not_fit_the_model(tmp_path: Path):

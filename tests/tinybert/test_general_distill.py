@@ -343,7 +343,9 @@ def test_general_distill_script_stops_clearly_without_data_or_teacher(zh_data, t
     script = str(ROOT / "scripts" / "general_distill.sh")
     env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "PREGENERATED": str(tmp_path / "none")}
     run = subprocess.run(["bash", script], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert run.returncode == 1 and "run scripts/pregenerate.sh first" in run.stderr
+    assert run.returncode == 2 and "run scripts/pregenerate.sh first" in run.stderr
+    assert run.stderr.startswith(f"error: {tmp_path / 'none' / 'epoch_0.json'}: ") and run.stderr.count("\n") == 1
     env.update(PREGENERATED=str(zh_data), TEACHER=str(tmp_path / "no_teacher"))
     run = subprocess.run(["bash", script], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert run.returncode == 1 and "convert_nezha_checkpoint.py" in run.stderr and "no_teacher" in run.stderr
+    assert run.returncode == 2 and "convert_nezha_checkpoint.py" in run.stderr and "no_teacher" in run.stderr
+    assert run.stderr.startswith(f"error: {tmp_path / 'no_teacher'}: ")

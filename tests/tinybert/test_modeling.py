@@ -325,6 +325,16 @@ def test_bfloat16_autocast_and_half_weights_stay_close_to_float32(relative):
     assert atts[0][2, :, :, 3:].max() < -9000 and atts[0][0].min() > -100
 
 
+@pytest.mark.parametrize("value, found", [("32", '"32"'), (None, "null"), (1.5, "1.5"), (-4, "-4")])
+def test_config_values_of_the_wrong_type_name_the_file_line_and_key(tmp_path, value, found):
+    path = tmp_path / "config.json"
+    path.write_text('{\n  "vocab_size": 5,\n  "num_hidden_layers": %s\n}' % json.dumps(value))
+    for load in (modeling.BertConfig.from_json_file, modeling.BertConfig):
+        with pytest.raises(InputError) as err:
+            load(str(path))
+        assert str(err.value) == f"{path}:3: num_hidden_layers: expected a positive integer, found {found}"
+
+
 def test_every_model_names_its_outputs_the_same_way():
     """Head outputs first, then attentions and hidden states, under one naming across the classes."""
     torch.manual_seed(8)

@@ -212,4 +212,21 @@ def test_pregenerate_script_runs_from_anywhere_with_env_overrides(corpus, vocab_
         assert metrics["max_seq_len"] == 48 and metrics["num_training_examples"] == len(read_epoch(tmp_path / "out", epoch))
     env["CORPUS"] = str(tmp_path / "missing.txt")
     run = subprocess.run(["bash", str(root / "scripts" / "pregenerate.sh")], env=env, capture_output=True, text=True)
-    assert run.returncode == 1 and "no corpus at" in run.stderr and "prepare_data.py" in run.stderr
+    assert run.returncode == 2 and "prepare_data.py" in run.stderr
+    assert run.stderr.startswith(f"error: {tmp_path / 'missing.txt'}: no corpus here")
+
+
+@pytest.mark.parametrize("value, masks_words", [("True", True), ("1", True), ("yes", True), ("False", False),
+                                                ("0", False), ("", False)])
+def test_pregenerate_script_reads_every_spelling_of_whole_word_mask(corpus, vocab_dir, run_script_recorded, value,
+                                                                     masks_words):
+    """WHOLE_WORD_MASK=True was silently ignored (only 1 was read); any boolean spelling works now."""
+    done, (call,) = run_script_recorded("pregenerate.sh", CORPUS=str(corpus), BERT_MODEL=str(vocab_dir),
+                                        WHOLE_WORD_MASK=value, REDUCE_MEMORY="False", LOWER_CASE="yes")
+    assert done.returncode == 0, done.stderr
+    assert ("--do_whole_word_mask" in call) is masks_words
+    assert "--reduce_memory" not in call and "--do_lower_case" in call
+    bad, calls = run_script_recorded("pregenerate.sh", CORPUS=str(corpus), BERT_MODEL=str(vocab_dir),
+                                     WHOLE_WORD_MASK="ja")
+    assert bad.returncode == 2 and calls == []
+    assert bad.stderr == "error: WHOLE_WORD_MASK=ja: expected a boolean (1/0, true/false or yes/no)\n"

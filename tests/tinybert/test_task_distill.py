@@ -365,6 +365,31 @@ def test_task_distill_sh_runs_both_stages_and_the_evaluation(task_dir, teacher_d
     assert not (tmp_path / "debug_layer_loss.log").exists()  # the original wrote it into the working directory
 
 
+def test_task_distill_sh_runs_the_stages_under_torchrun_with_nproc_and_stops_on_missing_inputs(
+        tmp_path, run_script_recorded):
+    """The script's command lines, as a stand-in PYTHON records them: NPROC > 1 starts both distillation
+    stages with torchrun (the evaluation stays one process); without it every call is one plain process."""
+    for name in ("data", "teacher", "student", "eval"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "eval" / "eval_results.txt").write_text("acc = 0.5\n")
+    settings = dict(TASK_DIR=str(tmp_path / "data"), TEACHER=str(tmp_path / "teacher"), EVAL_DIR=str(tmp_path / "eval"),
+                    GENERAL_STUDENT=str(tmp_path / "student"), OUTPUT_DIR=str(tmp_path / "out"), AUG="True",
+                    FP16="no", SEQ="32")
+    entry = str(ROOT / "TinyBERT" / "task_distill.py")
+    done, (stage1, stage2, evaluation) = run_script_recorded("task_distill.sh", NPROC="2", **settings)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith("acc = 0.5\n")
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", entry]
+    assert stage1[:6] == torchrun and stage2[:6] == torchrun and "--pred_distill" in stage2
+    assert evaluation[0] == entry and "--do_eval" in evaluation
+    assert "--aug_train" in stage1 and "--fp16" not in stage1 and stage1[stage1.index("--max_seq_length") + 1] == "32"
+    done, plain = run_script_recorded("task_distill.sh", **settings)
+    assert done.returncode == 0 and plain == [stage1[5:], stage2[5:], evaluation]
+    missing, calls = run_script_recorded("task_distill.sh", **{**settings, "TEACHER": str(tmp_path / "absent")})
+    assert missing.returncode == 2 and calls == [] and missing.stderr.count("\n") == 1
+    assert missing.stderr.startswith(f"error: {tmp_path / 'absent'}: no teacher here")
+
+
 def test_sts_b_regression_distills_to_the_gold_scores_and_writes_float_predictions(mnli_setup, tmp_path):
     directory, _, _ = mnli_setup
     import random

@@ -89,3 +89,44 @@ def test_bad_inputs_stop_with_a_clear_message(tmp_path):
     listed.write_text('["x"]', encoding="utf-8")
     with pytest.raises(InputError, match="expected a JSON object"):
         ev.evaluate(DATASET, listed)
+
+
+# The CMRC2018 release's own format (data/cmrc2018_dev.json): a list of contexts, answers as plain strings.
+NATIVE = [{"context_id": "DEV_0", "context_text": "...", "title": "t", "qas": [
+    {"query_id": "q1 ", "query_text": "?", "answers": ["北京大学"]},
+    {"query_id": "q2", "query_text": "?", "answers": ["联合国", "联合国组织"]}]},
+    {"context_id": "DEV_1", "context_text": "...", "qas": [
+        {"query_id": "q3", "query_text": "?", "answers": ["上海"]}]}]
+
+
+def test_the_release_format_scores_as_its_squad_style_twin(tmp_path):
+    predictions = {"q1": "北京大学", "q2": "国际联合"}
+    assert ev.evaluate(NATIVE, predictions) == ev.evaluate(DATASET, predictions)
+    dataset, prediction_file = tmp_path / "cmrc2018_dev.json", tmp_path / "pred.json"
+    dataset.write_text(json.dumps(NATIVE, ensure_ascii=False), encoding="utf-8")
+    prediction_file.write_text(json.dumps({**predictions, "q3": "上海"}, ensure_ascii=False), encoding="utf-8")
+    run = subprocess.run([sys.executable, ev.__file__, str(dataset), str(prediction_file)], capture_output=True,
+                         text=True, check=True)
+    printed = json.loads(run.stdout)
+    assert printed["EM"] == "66.667" and printed["F1"] == "85.714" and printed["TOTAL"] == 3
+
+
+def test_bad_records_of_the_release_format_are_named(tmp_path):
+    with pytest.raises(InputError, match=r"\[1\]\.qas\[0\]\.query_id: expected a str or int"):
+        ev.evaluate([NATIVE[0], {"qas": [{"answers": ["x"]}]}], {})
+    with pytest.raises(InputError, match=r"\[0\]\.qas\[0\]\.answers\[0\]: expected a str"):
+        ev.evaluate([{"qas": [{"query_id": "a", "answers": [{"text": "x"}]}]}], {})
+    with pytest.raises(InputError, match=r"\[0\]\.qas\[0\]: question 'a' has no gold answer"):
+        ev.evaluate([{"qas": [{"query_id": "a", "answers": []}]}], {})
+    with pytest.raises(InputError, match="is a SQuAD v2 unanswerable question"):
+        ev.evaluate({"data": [{"paragraphs": [{"qas": [{"id": "a", "is_impossible": True, "answers": []}]}]}]}, {})
+
+
+def test_dashes_are_split_off_by_the_pinned_nltk():
+    # nltk/nltk#3459 (late 2025) splits U+2012..U+2015 into tokens of their own; the 2018 NLTK of the
+    # official script kept `2008–09` as one token and `——` inside its run.
+    assert ev.mixed_segmentation("2008–09赛季") == ["2008", "–", "09", "赛", "季"]
+    assert ev.mixed_segmentation("a——b") == ["a", "—", "—", "b"]
+    assert ev.mixed_segmentation("2008-09") == ["200809"]          # '-' is on the official punctuation list
+    # Gold [2008, –, 09, 赛, 季] against [2008, 赛, 季]: lcs 2, P 2/3, R 2/5, F1 0.5 (the 2018 NLTK: 2/3).
+    assert ev.f1_score(["2008–09赛季"], "2008赛季") == pytest.approx(0.5)

@@ -3,6 +3,7 @@ computed here from the records alone (mask counts, special tokens, segments, 80/
 determinism, shards, round-robin output files and clear errors."""
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -213,12 +214,42 @@ def test_bad_input_stops_with_a_clear_message(tmp_path, nezha_vocab):
 
 
 def test_command_line(root, corpus, nezha_vocab, tmp_path):
+    def run(out: Path, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(root / "utils" / "create_pretraining_data.py"),
+                               f"--input_file={corpus}", f"--output_file={out}", f"--vocab_file={nezha_vocab}",
+                               "--max_seq_length=32", "--max_predictions_per_seq=5", "--dupe_factor=1",
+                               "--docs_per_shard=100", *extra], capture_output=True, text=True, timeout=120)
+
     out = tmp_path / "cli.tfrecord"
-    proc = subprocess.run([sys.executable, str(root / "utils" / "create_pretraining_data.py"),
-                           f"--input_file={corpus}", f"--output_file={out}", f"--vocab_file={nezha_vocab}",
-                           "--max_seq_length=32", "--max_predictions_per_seq=5", "--dupe_factor=1",
-                           "--docs_per_shard=100"], capture_output=True, text=True, timeout=120)
+    proc = run(out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Wrote" in proc.stderr and out.exists()
     records = read_records([out])
     assert len(records[0]["input_ids"]) == 32 and len(records[0]["masked_lm_ids"]) == 5
+    # --seed, and the original's --random_seed for it: the same records, other than the default seed's
+    seeded = [tmp_path / "seed.tfrecord", tmp_path / "random_seed.tfrecord"]
+    for path, flag in zip(seeded, ("--seed=7", "--random_seed=7")):
+        assert run(path, flag).returncode == 0
+    assert read_records(seeded[:1]) == read_records(seeded[1:]) != records
+
+
+def test_an_output_path_that_is_a_directory_stops_before_any_work(root, corpus, nezha_vocab, tmp_path):
+    taken = tmp_path / "shards"
+    taken.mkdir()
+    good = tmp_path / "good.tfrecord"
+    proc = subprocess.run([sys.executable, str(root / "utils" / "create_pretraining_data.py"),
+                           f"--input_file={corpus}", f"--output_file={good},{taken}", f"--vocab_file={nezha_vocab}",
+                           "--max_seq_length=32", "--dupe_factor=1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {taken}: --output_file is a directory (expected the name of a file to write)"]
+    assert sorted(os.listdir(tmp_path)) == ["shards"] and os.listdir(taken) == []     # no .tmp-PID file
+
+
+def test_a_failed_rename_removes_every_temporary_file(tmp_path):
+    writer = cpd.RoundRobinWriter([str(tmp_path / "a.tfrecord"), str(tmp_path / "b.tfrecord")])
+    (tmp_path / "b.tfrecord").mkdir()                       # appears while the corpus is being processed
+    with pytest.raises(InputError) as err:
+        writer.close(keep=True)
+    assert err.value.path == str(tmp_path / "b.tfrecord") and "cannot write the output file" in err.value.message
+    assert sorted(os.listdir(tmp_path)) == ["a.tfrecord", "b.tfrecord"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from utils import demo_report
 
 
@@ -51,3 +53,12 @@ def test_a_partial_run_reports_missing_rows(tmp_path: Path):
     table = (tmp_path / "results.md").read_text()
     assert "| masked LM accuracy | 0.050 |" in table
     assert "| dev accuracy | missing | missing | - | - |" in table
+
+
+def test_a_missing_demo_directory_is_an_error_and_nothing_is_written(tmp_path: Path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        demo_report.main(["--demo_dir", str(tmp_path / "absent")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'absent'}: demo directory not found (expected the "
+                                       "DEMO_DIR that scripts/demo.sh wrote)\n")
+    assert not (tmp_path / "absent").exists()

@@ -131,3 +131,27 @@ def test_whole_word_groups_on_real_sentences_rebuild_jieba_words(nezha_vocab):
 def test_a_leading_wordpiece_or_one_after_a_special_token_starts_a_word():
     assert tokenization.whole_word_continuations(["##s", "[CLS]", "##x", "a", "##b"]) == [False, False, False,
                                                                                          False, True]
+
+
+def test_a_directory_or_a_non_utf8_vocab_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError) as err:
+        tokenization.load_vocab(tmp_path)
+    assert str(err.value) == f"{tmp_path}: the vocabulary is a directory (expected vocab.txt, one token per line)"
+    gbk = tmp_path / "gbk_vocab.txt"
+    gbk.write_bytes("[PAD]\n[UNK]\n".encode() + "中文\n".encode("gbk"))
+    with pytest.raises(InputError) as err:
+        tokenization.FullTokenizer(gbk)
+    assert err.value.path == str(gbk) and err.value.line == 3
+    assert err.value.message.startswith("vocabulary is not UTF-8 text")
+    # from_pretrained with a model directory that has no vocab.txt names the file it looked for.
+    with pytest.raises(InputError, match="vocabulary file not found") as err:
+        tokenization.FullTokenizer.from_pretrained(tmp_path)
+    assert err.value.path == str(tmp_path / "vocab.txt")
+
+
+def test_required_special_tokens(tmp_path):
+    vocab = {"[PAD]": 0, "[CLS]": 1, "a": 2}
+    tokenization.require_tokens(vocab, ("[CLS]",), tmp_path / "vocab.txt")
+    with pytest.raises(InputError) as err:
+        tokenization.require_tokens(vocab, ("[UNK]", "[CLS]", "[SEP]"), tmp_path / "vocab.txt")
+    assert str(err.value) == f"{tmp_path / 'vocab.txt'}: the vocabulary lacks [UNK], [SEP] (expected a BERT vocab.txt)"
