@@ -18,6 +18,7 @@ from absl import app, flags, logging
 from tqdm import tqdm
 
 import checkpoint
+import distribution
 import modeling
 from utils import tokenization
 from utils.errors import InputError, exit_on_input_error, require_file
@@ -184,6 +185,7 @@ def extract_features(input_file: str, output_file: str, bert_config_file: str, i
 @exit_on_input_error
 def main(argv: list[str]) -> None:
     del argv
+    distribution.create_engine()  # this process's GPU, with memory growth; a lone copy among several stops
     for name in ("input_file", "output_file", "bert_config_file", "init_checkpoint", "vocab_file"):
         if getattr(FLAGS, name) is None:
             raise InputError(f"--{name} is required")

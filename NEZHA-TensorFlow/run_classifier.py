@@ -17,6 +17,7 @@ from absl import app, flags, logging
 
 import checkpoint
 import classifier
+import distribution
 import finetuning
 from utils import tokenization
 from utils.errors import InputError, exit_on_input_error, require_file
@@ -93,6 +94,7 @@ def _load(model: classifier.ClassifierModel, path: str) -> str:
 @exit_on_input_error
 def main(argv: list[str]) -> None:
     del argv
+    distribution.create_engine()  # this process's GPU, with memory growth; a lone copy among several stops
     _validate_flags()
     finetuning.set_seed(FLAGS.seed)
     do_train = FLAGS.do_train or FLAGS.do_train_and_eval

@@ -28,6 +28,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 import checkpoint
+import distribution
 import finetuning
 import modeling
 import ner_data
@@ -251,6 +252,7 @@ def run() -> None:
 @exit_on_input_error
 def main(argv: list[str]) -> None:
     del argv
+    distribution.create_engine()  # this process's GPU, with memory growth; a lone copy among several stops
     run()
 
 

@@ -159,7 +159,10 @@ def compute_dtype(options: Options) -> tf.dtypes.DType:
         raise InputError("--use_bf16 contradicts --use_fp16/--manual_fp16: choose one precision")
     if options.use_fp16 or options.manual_fp16:
         return tf.float16
-    return tf.bfloat16 if options.use_bf16 else tf.float32
+    if options.use_bf16:
+        distribution.require_bfloat16()
+        return tf.bfloat16
+    return tf.float32
 
 
 class Pretrainer:

@@ -25,6 +25,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 import checkpoint
+import distribution
 import finetuning
 import modeling
 import squad_data
@@ -286,6 +287,7 @@ def run() -> None:
 @exit_on_input_error
 def main(argv: list[str]) -> None:
     del argv
+    distribution.create_engine()  # this process's GPU, with memory growth; a lone copy among several stops
     run()
 
 
