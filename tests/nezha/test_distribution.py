@@ -309,6 +309,7 @@ def test_multi_worker_two_processes(tmp_path, single_process_run):
     for rank in (0, 1):
         result = np.load(tmp_path / f"rank{rank}.npz")
         assert str(result["communication"]) == "RING" and str(result["gpu"]) == ""
+        assert float(result["collective_sum"]) == 2.0
 
 
 def _horovod_available() -> bool:
