@@ -18,6 +18,7 @@ from absl import flags, logging
 from tqdm import tqdm
 
 import checkpoint
+import distribution
 import finetuning_flags
 import modeling
 from utils import absl_cli, tokenization
@@ -161,6 +162,7 @@ def extract_features(input_file: str, output_file: str, bert_config_file: str, i
 @exit_on_input_error
 def main(argv: list[str]) -> None:
     del argv
+    distribution.create_engine()  # this process's GPU, with memory growth; a lone copy among several stops
     finetuning_flags.require("input_file", "output_file", "bert_config_file", "init_checkpoint", "vocab_file")
     finetuning_flags.warn_ignored_tpu_flags()
     extract_features(FLAGS.input_file, FLAGS.output_file, FLAGS.bert_config_file, FLAGS.init_checkpoint,

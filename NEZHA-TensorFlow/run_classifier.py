@@ -13,14 +13,15 @@ import os
 from typing import Optional
 
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import flags, logging
 
 import checkpoint
 import classifier
+import distribution
 import finetuning
 import finetuning_flags
 import task_heads
-from utils import tokenization
+from utils import absl_cli, tokenization
 from utils.errors import exit_on_input_error, require_file
 from utils.tasks import get_processor
 
@@ -58,6 +59,7 @@ def _load(model: task_heads.ClassifierModel, path: str) -> str:
 @exit_on_input_error
 def main(argv: list[str]) -> None:
     del argv
+    distribution.create_engine()  # this process's GPU, with memory growth; a lone copy among several stops
     _validate_flags()
     finetuning.set_seed(FLAGS.seed)
     do_train = FLAGS.do_train or FLAGS.do_train_and_eval
@@ -148,4 +150,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    absl_cli.run(main)

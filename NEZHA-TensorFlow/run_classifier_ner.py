@@ -25,14 +25,15 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import flags, logging
 
 import checkpoint
+import distribution
 import finetuning
 import finetuning_flags
 import ner_data
 import task_heads
-from utils import metrics, tokenization
+from utils import absl_cli, metrics, tokenization
 from utils.errors import InputError, exit_on_input_error
 from utils.tasks import NerSentence, read_ner_file
 
@@ -126,6 +127,7 @@ def validate_flags() -> None:
 @exit_on_input_error
 def main(argv: list[str]) -> None:
     del argv
+    distribution.create_engine()  # this process's GPU, with memory growth; a lone copy among several stops
     validate_flags()
     do_train = FLAGS.do_train or FLAGS.do_train_and_eval
     do_eval = FLAGS.do_eval or FLAGS.do_train_and_eval
@@ -196,4 +198,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    absl_cli.run(main)

@@ -19,7 +19,7 @@ import typing
 from typing import Any, Optional
 
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import flags, logging
 from tensorflow.core.framework import summary_pb2
 from tqdm import tqdm
 
@@ -28,6 +28,7 @@ import distribution
 import modeling
 import optimization
 import pretraining_data
+from utils import absl_cli
 from utils.errors import InputError, exit_on_input_error
 from utils.fileio import write_key_values
 
@@ -149,7 +150,10 @@ def compute_dtype(options: Options) -> tf.dtypes.DType:
         raise InputError("--use_bf16 contradicts --use_fp16/--manual_fp16: choose one precision")
     if options.use_fp16 or options.manual_fp16:
         return tf.float16
-    return tf.bfloat16 if options.use_bf16 else tf.float32
+    if options.use_bf16:
+        distribution.require_bfloat16()
+        return tf.bfloat16
+    return tf.float32
 
 
 class Pretrainer:
@@ -433,4 +437,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    absl_cli.run(main)

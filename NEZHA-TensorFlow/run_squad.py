@@ -22,14 +22,15 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import flags, logging
 
 import checkpoint
+import distribution
 import finetuning
 import finetuning_flags
 import squad_data
 import task_heads
-from utils import cmrc2018_evaluate
+from utils import absl_cli, cmrc2018_evaluate
 from utils.errors import InputError, exit_on_input_error
 from utils.fileio import atomic_open
 from utils.tasks import SquadExample, read_squad_file
@@ -168,6 +169,7 @@ def prediction_checkpoint(output_dir: str) -> str:
 @exit_on_input_error
 def main(argv: list[str]) -> None:
     del argv
+    distribution.create_engine()  # this process's GPU, with memory growth; a lone copy among several stops
     validate_flags()
     finetuning.set_seed(FLAGS.seed)
     output_dir = FLAGS.output_dir
@@ -235,4 +237,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    absl_cli.run(main)

@@ -70,20 +70,34 @@ def matmul_flops() -> dict[str, float]:
             "pytorch": flops / _median_seconds(lambda: torch.mm(t, t), 5)}
 
 
-def _tensorflow_step(config: modeling.BertConfig, ids: np.ndarray, weights: np.ndarray, jit: bool):
-    model = modeling.BertModel(config)
+def _unscale(grad, loss_scale: float):
+    if isinstance(grad, tf.IndexedSlices):   # the embedding tables' gradients
+        return tf.IndexedSlices(grad.values / loss_scale, grad.indices, grad.dense_shape)
+    return grad / loss_scale
+
+
+def tensorflow_step(config: modeling.BertConfig, ids: np.ndarray, weights: np.ndarray, jit: bool,
+                    compute_dtype: tf.dtypes.DType = tf.float32, loss_scale: float = 1.0):
+    """One forward + backward step of our encoder as a callable that returns the loss (a host sync); float16
+    scales the loss by `loss_scale` and the gradients back, as loss scaling does."""
+    model = modeling.BertModel(config, compute_dtype=compute_dtype)
     ids, weights = tf.constant(ids), tf.constant(weights)
 
     @tf.function(jit_compile=jit)
     def step():
         with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(model(ids, training=True).sequence_output * weights)
-        return loss, tape.gradient(loss, model.trainable_variables)
+            loss = tf.reduce_sum(tf.cast(model(ids, training=True).sequence_output, tf.float32) * weights)
+            scaled = loss * loss_scale if loss_scale != 1.0 else loss
+        grads = tape.gradient(scaled, model.trainable_variables)
+        return loss, [_unscale(g, loss_scale) for g in grads if g is not None] if loss_scale != 1.0 else grads
 
     return lambda: float(step()[0])
 
 
-def _pytorch_step(config: modeling.BertConfig, ids: np.ndarray, weights: np.ndarray):
+def pytorch_step(config: modeling.BertConfig, ids: np.ndarray, weights: np.ndarray, device: str = "cpu",
+                 amp_dtype: torch.dtype | None = None):
+    """The same step in Hugging Face's NezhaModel, on `device`, under autocast to `amp_dtype` if given (with a
+    GradScaler for float16 on CUDA, as AMP training does)."""
     import transformers
 
     torch.manual_seed(0)
@@ -93,13 +107,21 @@ def _pytorch_step(config: modeling.BertConfig, ids: np.ndarray, weights: np.ndar
         hidden_act="gelu_new", max_relative_position=config.max_relative_position,
         # Only the size of its precomputed relative table (one per layer): the weights do not depend on it.
         max_position_embeddings=LENGTH, type_vocab_size=config.type_vocab_size)
-    model = transformers.NezhaModel(hf_config).train()
-    ids, weights = torch.from_numpy(ids).long(), torch.from_numpy(weights)
+    model = transformers.NezhaModel(hf_config).to(device).train()
+    ids, weights = torch.from_numpy(ids).long().to(device), torch.from_numpy(weights).to(device)
+    scaler = torch.amp.GradScaler(device) if amp_dtype == torch.float16 and device == "cuda" else None
+    unscaled = torch.optim.SGD(model.parameters(), lr=0.0)   # what GradScaler unscales (never stepped)
 
     def step():
         model.zero_grad(set_to_none=True)
-        loss = (model(input_ids=ids).last_hidden_state * weights).sum()
-        loss.backward()
+        with torch.autocast(device, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            loss = (model(input_ids=ids).last_hidden_state.float() * weights).sum()
+        if scaler is None:
+            loss.backward()
+        else:
+            scaler.scale(loss).backward()
+            scaler.unscale_(unscaled)
+            scaler.update()
         return float(loss.detach())
 
     return step
@@ -114,9 +136,9 @@ def run(quick: bool) -> dict:
     ids = rng.integers(1000, config.vocab_size, (batch, LENGTH)).astype(np.int32)
     weights = rng.standard_normal((batch, LENGTH, config.hidden_size)).astype(np.float32)
     with tf.device("/CPU:0"):
-        steps = {"ours_tf_function": _tensorflow_step(config, ids, weights, jit=False),
-                 "ours_xla": _tensorflow_step(config, ids, weights, jit=True),
-                 "hf_pytorch": _pytorch_step(config, ids, weights)}
+        steps = {"ours_tf_function": tensorflow_step(config, ids, weights, jit=False),
+                 "ours_xla": tensorflow_step(config, ids, weights, jit=True),
+                 "hf_pytorch": pytorch_step(config, ids, weights)}
         for step in steps.values():
             step()   # trace / compile / warm up
         times: dict[str, list[float]] = {name: [] for name in steps}

@@ -3,6 +3,9 @@
 Each benchmark runs in its own process, so thread pools, TensorFlow and PyTorch state and peak memory of
 one never colour another. The markdown table is also written into README.md between the bench markers,
 so the README always shows the last measured figures and the device they were measured on.
+
+`--gpu NAME ...` runs the named GPU benchmarks (bench/gpu_*.py, scripts/gpu_check.sh lists them) instead and
+writes bench/results/gpu-<device>.json and .md, beside the CPU figures and not in the README.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -91,11 +95,11 @@ def _flatten(prefix: str, value: Any, rows: list[tuple[str, str]]) -> None:
         rows.append((prefix, _format(value)))
 
 
-def to_markdown(results: dict[str, Any]) -> str:
+def to_markdown(results: dict[str, Any], stem: str = "latest") -> str:
+    command = "make gpu-check" if stem.startswith("gpu-") else f"make bench{' QUICK=1' if results['quick'] else ''}"
     lines = [
         f"Last run {results['date']} on {results['device']['device']} "
-        f"(`make bench{' QUICK=1' if results['quick'] else ''}`; each benchmark's date in its `measured` row; "
-        "raw figures in bench/results/latest.json).",
+        f"(`{command}`; each benchmark's date in its `measured` row; raw figures in bench/results/{stem}.json).",
         "",
     ]
     for name, figures in results["benchmarks"].items():
@@ -129,10 +133,36 @@ def _kept_figures(path: Path, results: dict[str, Any]) -> dict[str, Any]:
     return {name: {"measured": previous["date"], **figures} for name, figures in previous["benchmarks"].items()}
 
 
+def gpu_results_name(device: str) -> str:
+    """bench/results file stem of a GPU run: the device's name in lower case, runs of other characters as -."""
+    return "gpu-" + re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")
+
+
+def measure(paths: list[Path], quick: bool, results: dict[str, Any], results_dir: Path) -> None:
+    """Run each benchmark in its own process; its figures (dated) or its failure go into `results`."""
+    for path in paths:
+        print(f"== {path.stem}", flush=True)
+        partial = results_dir / f"{path.stem}.partial"
+        command = [sys.executable, __file__, "--single", str(path), "--out", str(partial)]
+        if quick:
+            command.append("--quick")
+        proc = subprocess.run(command, cwd=ROOT)
+        if proc.returncode == 0 and partial.exists():
+            results["benchmarks"][path.stem] = {**json.loads(partial.read_text(encoding="utf-8")),
+                                                "measured": results["date"]}
+            partial.unlink()
+        else:
+            results["failed"][path.stem] = f"exit status {proc.returncode}"
+            print(f"!! {path.stem} failed (exit status {proc.returncode})", flush=True)
+    results["benchmarks"] = dict(sorted(results["benchmarks"].items()))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke check, not figures to quote")
     parser.add_argument("--only", nargs="*", help="benchmark names to run (e.g. bench_nezha_model)")
+    parser.add_argument("--gpu", nargs="+", metavar="NAME",
+                        help="GPU benchmarks to run (e.g. gpu_nezha_training)")
     parser.add_argument("--single", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -142,36 +172,25 @@ def main() -> int:
 
     results_dir = BENCH_DIR / "results"
     results_dir.mkdir(exist_ok=True)
-    today = datetime.date.today().isoformat()
     results: dict[str, Any] = {
-        "date": today,
+        "date": datetime.date.today().isoformat(),
         "quick": args.quick,
         "device": device_info(),
         "benchmarks": {},
         "failed": {},
     }
-    results["benchmarks"] = _kept_figures(results_dir / "latest.json", results) if args.only else {}
-    for path in discover():
-        if args.only and path.stem not in args.only:
-            continue
-        print(f"== {path.stem}", flush=True)
-        partial = results_dir / f"{path.stem}.partial"
-        command = [sys.executable, __file__, "--single", str(path), "--out", str(partial)]
-        if args.quick:
-            command.append("--quick")
-        proc = subprocess.run(command, cwd=ROOT)
-        if proc.returncode == 0 and partial.exists():
-            results["benchmarks"][path.stem] = {**json.loads(partial.read_text(encoding="utf-8")), "measured": today}
-            partial.unlink()
-        else:
-            results["failed"][path.stem] = f"exit status {proc.returncode}"
-            print(f"!! {path.stem} failed (exit status {proc.returncode})", flush=True)
-    results["benchmarks"] = dict(sorted(results["benchmarks"].items()))
-    write_json(results_dir / "latest.json", results)
-    markdown = to_markdown(results)
-    with atomic_open(results_dir / "latest.md") as handle:
+    if args.gpu:
+        measure([BENCH_DIR / f"{name}.py" for name in args.gpu], args.quick, results, results_dir)
+        stem = gpu_results_name(results["device"]["device"])
+    else:
+        results["benchmarks"] = _kept_figures(results_dir / "latest.json", results) if args.only else {}
+        measure([p for p in discover() if not args.only or p.stem in args.only], args.quick, results, results_dir)
+        stem = "latest"
+    write_json(results_dir / f"{stem}.json", results)
+    markdown = to_markdown(results, stem)
+    with atomic_open(results_dir / f"{stem}.md") as handle:
         handle.write(markdown)
-    if not args.quick:
+    if not args.quick and not args.gpu:
         update_readme(markdown)
     print(markdown)
     return 1 if results["failed"] else 0

@@ -1,18 +1,22 @@
 """Fixtures shared by every test tree."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# On a GPU machine TensorFlow would map every GPU's memory in the test process, leaving none to the processes
+# the tests start: it takes what it uses instead.
+os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -22,6 +26,35 @@ TINYBERT_DIR = ROOT / "TinyBERT"
 for tree in (NEZHA_DIR, TINYBERT_DIR):
     if str(tree) not in sys.path:
         sys.path.insert(0, str(tree))
+
+
+@functools.cache
+def _no_gpu(framework: str) -> Optional[str]:
+    """Why `framework` sees no GPU here; None when it sees one."""
+    if framework == "tensorflow":
+        import tensorflow as tf
+
+        if tf.config.list_physical_devices("GPU"):
+            return None
+        build = "" if tf.test.is_built_with_cuda() else " (its CPU build is installed: make DEVICE=cuda venv)"
+        return f"needs a GPU: TensorFlow sees none{build}"
+    if framework == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return None
+        build = "" if torch.version.cuda else " (its CPU build is installed: make DEVICE=cuda venv)"
+        return f"needs a GPU: PyTorch sees none{build}"
+    raise ValueError(f"@pytest.mark.gpu takes 'tensorflow' or 'torch', got {framework!r}")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked @pytest.mark.gpu("tensorflow"|"torch") skip, saying why, where that framework sees no GPU."""
+    marker = item.get_closest_marker("gpu")
+    if marker is not None:
+        reason = _no_gpu(*marker.args)
+        if reason:
+            pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

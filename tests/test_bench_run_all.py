@@ -31,3 +31,16 @@ def test_kept_figures_only_from_a_run_of_the_same_kind_on_the_same_device(tmp_pa
     table = run_all.to_markdown({"date": "2026-11-25", "quick": False, "device": cpu,
                                  "benchmarks": run_all._kept_figures(latest, now)})
     assert "| measured | 2026-11-20 |" in table and "| y | 2 |" in table
+
+
+def test_gpu_runs_are_named_by_their_device_and_say_how_they_were_made():
+    run_all = load_run_all()
+    assert run_all.gpu_results_name("NVIDIA H200") == "gpu-nvidia-h200"
+    assert run_all.gpu_results_name("NVIDIA A100-SXM4-80GB") == "gpu-nvidia-a100-sxm4-80gb"
+    results = {"date": "2026-12-02", "quick": False, "device": {"device": "NVIDIA H200"},
+               "benchmarks": {"gpu_nezha_training": {"ours": {"fp16": {"sequences_per_s": 812.5}}}}}
+    table = run_all.to_markdown(results, "gpu-nvidia-h200")
+    assert table.startswith("Last run 2026-12-02 on NVIDIA H200 (`make gpu-check`;")
+    assert "raw figures in bench/results/gpu-nvidia-h200.json" in table
+    assert "| ours.fp16.sequences_per_s | 812.5 |" in table
+    assert "(`make bench`;" in run_all.to_markdown(results)

@@ -29,8 +29,12 @@ def python_entries() -> list[str]:
                   if MAIN_GUARD in path.read_text(encoding="utf-8"))
 
 
+SOURCED = ("scripts/lib.sh",)       # a library the scripts source, not an entry of its own
+
+
 def shell_entries() -> list[str]:
-    return sorted(str(path.relative_to(ROOT)) for path in (ROOT / "scripts").glob("*.sh"))
+    return sorted(str(path.relative_to(ROOT)) for path in (ROOT / "scripts").glob("*.sh")
+                  if str(path.relative_to(ROOT)) not in SOURCED)
 
 
 @dataclass
@@ -75,7 +79,7 @@ def _p(path: Path) -> str:
     return str(path)
 
 
-BAD_INPUTS: dict[str, Callable[[Workspace], BadInput]] = {
+BAD_INPUTS: dict[str, Optional[Callable[[Workspace], BadInput]]] = {
     "NEZHA-TensorFlow/extract_features.py": lambda w: BadInput(
         [f"--input_file={w.directory}", f"--vocab_file={w.vocab}", f"--bert_config_file={w.config}",
          f"--init_checkpoint={w.missing}", f"--output_file={w.out / 'features.jsonl'}"], bad=_p(w.directory)),
@@ -120,10 +124,15 @@ BAD_INPUTS: dict[str, Callable[[Workspace], BadInput]] = {
         [f"--input_file={w.directory}", f"--output_file={w.out / 'corpus.tfrecord'}", f"--vocab_file={w.vocab}"],
         bad=_p(w.directory)),
     "utils/demo_report.py": lambda w: BadInput([f"--demo_dir={w.missing}"], bad=_p(w.missing)),
+    "utils/devices.py": lambda w: BadInput(["--check", "cuda"], env={"CUDA_VISIBLE_DEVICES": ""}, bad="cuda"),
+    "utils/plots.py": lambda w: BadInput([f"--demo_dir={w.missing}"], bad=_p(w.missing)),
     "utils/prepare_data.py": lambda w: BadInput([f"--output_dir={w.out}", f"--extra_text={w.directory}"],
                                                 bad=_p(w.directory)),
     "scripts/data_augmentation.sh": lambda w: BadInput(env={"TASK_DIR": _p(w.missing)}, bad=_p(w.missing)),
     "scripts/demo.sh": lambda w: BadInput(env={"DEMO_DIR": _p(w.a_file)}, bad=_p(w.a_file)),
+    # Diagnostics with no input a user can get wrong: without a usable nvidia-smi they say so and exit 0.
+    "scripts/detect_device.sh": None,
+    "scripts/gpu_check.sh": None,
     "scripts/general_distill.sh": lambda w: BadInput(env={"PREGENERATED": _p(w.missing)}, bad=_p(w.missing)),
     "scripts/install_horovod.sh": lambda w: BadInput(env={"PYTHON": _p(w.missing)}, bad=_p(w.missing)),
     "scripts/pregenerate.sh": lambda w: BadInput(env={"CORPUS": _p(w.missing)}, bad=_p(w.missing)),
@@ -139,40 +148,31 @@ BAD_INPUTS: dict[str, Callable[[Workspace], BadInput]] = {
 }
 
 # Known failures, each listed in issue 16 and fixed in its phase 2 (after the redesign of those files):
-# entry -> why. Not run: a script without a --help (it would start its real work instead) and absl's --help
-# (a TensorFlow start-up each, to see the known exit 1).
-_ABSL_HELP = "absl's --help exits 1: run the entry with utils.absl_cli.run(main) instead of app.run(main)"
-_SCRIPT_EXIT = "item 10: the script's fail() prints `NAME.sh: error:` and exits 1 (the scripts library of issue 14)"
-XFAIL_HELP: dict[str, str] = {
-    "NEZHA-TensorFlow/run_classifier.py": _ABSL_HELP,
-    "NEZHA-TensorFlow/run_classifier_ner.py": _ABSL_HELP,
-    "NEZHA-TensorFlow/run_pretraining.py": _ABSL_HELP,
-    "NEZHA-TensorFlow/run_squad.py": _ABSL_HELP,
-}
+# entry -> why.
+XFAIL_HELP: dict[str, str] = {}
 XFAIL_BAD: dict[str, str] = {
     "TinyBERT/task_distill.py": "item 6: debug_layer_loss.log is written before any input is read",
     "scripts/demo.sh": "a DEMO_DIR that is a file stops in mkdir (exit 1, no `error:` line): check it first",
-    **{f"scripts/{name}.sh": _SCRIPT_EXIT for name in (
-        "data_augmentation", "general_distill", "install_horovod", "pregenerate", "run_pretraining", "run_reading",
-        "task_distill")},
 }
 
 
-def _has_help(entry: str) -> bool:
-    return not entry.endswith(".sh") or "--help" in (ROOT / entry).read_text(encoding="utf-8")
+def _sources_library(entry: str) -> bool:
+    """A script's --help (and its `error:` convention) is the one scripts/lib.sh gives it."""
+    return 'source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"' in (ROOT / entry).read_text(encoding="utf-8")
 
 
 def _case(entry: str, kind: str):
     reason = (XFAIL_HELP if kind == "help" else XFAIL_BAD).get(entry)
-    run = reason != _ABSL_HELP
-    if kind == "help" and not _has_help(entry):
-        reason, run = "scripts/ has no --help yet (the scripts library of issue 14 adds one)", False
-    marks = [pytest.mark.xfail(reason=f"{PHASE_2}: {reason}", run=run, strict=False)] if reason else []
+    marks = [pytest.mark.xfail(reason=f"{PHASE_2}: {reason}", strict=False)] \
+        if reason else []
+    if entry.endswith(".sh") and not _sources_library(entry):       # --help would start its real work
+        marks = [pytest.mark.skip(reason="does not source scripts/lib.sh (test_every_script_sources_the_library)")]
     return pytest.param(entry, kind, marks=marks, id=f"{entry}:{kind}")
 
 
 ENTRIES = python_entries() + shell_entries()
-CASES = [_case(entry, kind) for entry in ENTRIES for kind in ("help", "bad")]
+CASES = [_case(entry, kind) for entry in ENTRIES for kind in ("help", "bad")
+         if kind == "help" or BAD_INPUTS.get(entry, _case) is not None]
 
 
 def _command(entry: str, args: list[str]) -> list[str]:
@@ -191,8 +191,8 @@ class Result:
 
 def _run(entry: str, kind: str, workspace: Workspace) -> Result:
     case = BadInput(["--help"]) if kind == "help" else BAD_INPUTS[entry](workspace)
-    env = dict(os.environ, PYTHON=sys.executable, TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS="1",
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OUTPUT_DIR=str(workspace.out), **case.env)
+    env = {**os.environ, "PYTHON": sys.executable, "TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": "1",
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OUTPUT_DIR": str(workspace.out), **case.env}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     before = sorted(os.listdir(workspace.root))
     proc = subprocess.run(_command(entry, case.args), cwd=workspace.root, env=env, capture_output=True, text=True,
@@ -216,6 +216,10 @@ def runs(request, tmp_path_factory) -> dict[tuple[str, str], Future]:
     futures = {case: pool.submit(_run, *case, Workspace(tmp_path_factory.mktemp("entry"))) for case in selected}
     yield futures
     pool.shutdown(wait=True, cancel_futures=True)
+
+
+def test_every_script_sources_the_library():
+    assert [entry for entry in shell_entries() if not _sources_library(entry)] == []
 
 
 def test_every_entry_has_a_bad_input_case():

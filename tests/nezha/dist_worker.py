@@ -3,7 +3,8 @@ global batch, through distribution.create_engine and optimization.TrainStep as r
 
     python dist_worker.py --distribution {multi_worker,horovod} --out DIR   (one process per rank)
 
-Writes DIR/rank<R>.npz with the final weights, global_step, loss scale and this rank's file shard. The test
+Writes DIR/rank<R>.npz with the final weights, global_step, loss scale, this rank's file shard, GPU, and under
+MultiWorker the collective implementation and a sum of ones over the ranks. The test
 imports `make_problem` and `train` to compute the single-process run on the doubled batch.
 """
 from __future__ import annotations
@@ -78,6 +79,12 @@ def main() -> None:
     result = train(engine, weights, x[:, shard], y[:, shard], engine.scale_learning_rate(BASE_LR))
     result["size"] = engine.size
     result["local_rank"] = engine.local_rank
+    result["gpu"] = engine.gpu or ""
+    result["communication"] = getattr(engine, "communication", "")
+    if args.distribution == "multi_worker":  # the strategy's own collective, which all_reduce skips for one rank
+        import tensorflow as tf
+
+        result["collective_sum"] = float(engine._sum([tf.ones([1])])[0][0])
     result["files"] = np.array(engine.shard_files(FILES))
     np.savez(os.path.join(args.out, f"rank{engine.rank}.npz"), **result)
 
