@@ -30,6 +30,7 @@ FLAGS = flags.FLAGS
 
 finetuning_flags.define(finetuning_flags.MODEL + ("use_tpu", "master", "num_tpu_cores"),
                         helps={"init_checkpoint": "Initial checkpoint (usually from a pre-trained BERT/NEZHA model)."})
+flags.adopt_module_key_flags(finetuning_flags)  # --help lists the shared flags too
 flags.DEFINE_string("input_file", None, "Text file, one example per line: text_a or `text_a ||| text_b`.")
 flags.DEFINE_string("output_file", None, "JSON-lines output file.")
 flags.DEFINE_string("layers", "-1,-2,-3,-4", "Comma-separated encoder layer indexes (negative from the top).")

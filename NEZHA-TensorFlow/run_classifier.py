@@ -30,6 +30,7 @@ FLAGS = flags.FLAGS
 finetuning_flags.define(
     finetuning_flags.MODEL + finetuning_flags.RUN + finetuning_flags.TASK + finetuning_flags.TPU,
     helps={"task_name": "The name of the task to train (lcqmc, text_clf, xnli or a GLUE task)."})
+flags.adopt_module_key_flags(finetuning_flags)  # --help lists the shared flags too
 
 
 def _subsample(examples: list, limit: int) -> list:

@@ -49,6 +49,7 @@ finetuning_flags.define(
                               "predict with.",
            "max_seq_length": "The maximum total input sequence length after WordPiece tokenization. Longer "
                              "sentences are split into overlapping windows."})
+flags.adopt_module_key_flags(finetuning_flags)  # --help lists the shared flags too
 flags.DEFINE_integer("window_stride", 128, "Tokens between the starts of consecutive windows of a sentence "
                      "longer than max_seq_length - 2 tokens (new; the original truncated such sentences).")
 flags.DEFINE_integer("max_predict_examples", 0, "Use only the first N test sentences (0: all), for quick runs.")

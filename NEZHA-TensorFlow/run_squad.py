@@ -47,6 +47,7 @@ finetuning_flags.define(
            "do_predict": "Whether to predict --predict_file.",
            "do_eval": "Whether to predict --eval_file.",
            "do_train_and_eval": "Score every saved checkpoint on --predict_file while training (new)."})
+flags.adopt_module_key_flags(finetuning_flags)  # --help lists the shared flags too
 flags.DEFINE_alias("rand_seed", "seed")   # the original's name
 flags.DEFINE_string("train_file", None, "SQuAD/CMRC2018 json for training.")
 flags.DEFINE_string("predict_file", None, "SQuAD/CMRC2018 json for predictions (dev_predictions.json).")
