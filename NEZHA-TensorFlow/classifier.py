@@ -16,18 +16,13 @@ from tqdm import tqdm
 
 from utils import tokenization
 from utils.errors import InputError
+from utils.features import encode_pair
 from utils.fileio import atomic_open
 from utils.metrics import compute_metrics
 from utils.tasks import DataProcessor, InputExample
 
 LABEL_LIST = "label_list.txt"
 FEATURE_NAMES = ("input_ids", "input_mask", "segment_ids", "label_ids")
-
-
-def truncate_seq_pair(tokens_a: list, tokens_b: list, max_length: int) -> None:
-    """Pop tokens from the end of the longer sequence until the pair fits (no randomness, as the original)."""
-    while len(tokens_a) + len(tokens_b) > max_length:
-        (tokens_a if len(tokens_a) > len(tokens_b) else tokens_b).pop()
 
 
 def convert_examples_to_features(examples: Sequence[InputExample], label_list: Sequence[Optional[str]],
@@ -46,21 +41,9 @@ def convert_examples_to_features(examples: Sequence[InputExample], label_list: S
     segment_ids = np.zeros([count, max_seq_length], np.int32)
     labels = np.zeros([count], np.float32 if output_mode == "regression" else np.int32)
     for index, example in enumerate(tqdm(examples, desc=desc, unit="example", leave=False, mininterval=2.0)):
-        tokens_a = tokenizer.tokenize(example.text_a)
         tokens_b = tokenizer.tokenize(example.text_b) if example.text_b is not None else None
-        if tokens_b is not None:
-            truncate_seq_pair(tokens_a, tokens_b, max_seq_length - 3)
-        else:
-            tokens_a = tokens_a[:max_seq_length - 2]
-        tokens = ["[CLS]"] + tokens_a + ["[SEP]"]
-        segments = [0] * len(tokens)
-        if tokens_b is not None:
-            tokens += tokens_b + ["[SEP]"]
-            segments += [1] * (len(tokens_b) + 1)
-        ids = tokenizer.convert_tokens_to_ids(tokens)
-        input_ids[index, :len(ids)] = ids
-        input_mask[index, :len(ids)] = 1
-        segment_ids[index, :len(ids)] = segments
+        tokens, input_ids[index], input_mask[index], segment_ids[index] = encode_pair(
+            tokenizer.tokenize(example.text_a), tokens_b, max_seq_length, tokenizer)
         if example.label is not None:
             if output_mode == "regression":
                 labels[index] = float(example.label)
@@ -71,7 +54,7 @@ def convert_examples_to_features(examples: Sequence[InputExample], label_list: S
                                  f"({', '.join(map(str, label_list))})")
         if index < 3:
             logging.info("*** Example %s ***\ntokens: %s\ninput_ids: %s\nlabel: %s", example.guid,
-                         " ".join(tokens), " ".join(map(str, ids)), example.label)
+                         " ".join(tokens), " ".join(map(str, input_ids[index, :len(tokens)])), example.label)
     return {"input_ids": input_ids, "input_mask": input_mask, "segment_ids": segment_ids, "label_ids": labels}
 
 

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional, Union
 
 from utils.errors import InputError
 from utils.fileio import atomic_open
+from utils.tasks import get_task
 
 PathLike = Union[str, os.PathLike]
 
@@ -23,13 +24,11 @@ ALL_EVAL_POINTS = "all_eval_points_results.txt"
 
 
 def metric_for_task(task_name: str) -> str:
-    """The metric that picks the best checkpoint: entity-level F1 for ner (eval_entity_f1, as
-    run_classifier_ner.py records it), the original's eval_accuracy for the classification tasks, except
-    CoLA's MCC and STS-B's correlation (TinyBERT's choice for those)."""
-    task = task_name.lower()
-    if "ner" in task:
-        return "eval_entity_f1"
-    return {"cola": "eval_mcc", "sts-b": "eval_corr"}.get(task, "eval_accuracy")
+    """The metric that picks the best checkpoint: the task's primary metric (utils/tasks.py) under the name
+    NEZHA's scripts record it: eval_accuracy for accuracy (the original's key), else eval_<key> (CoLA's
+    eval_mcc and STS-B's eval_corr as TinyBERT chose them, ner's eval_entity_f1, cmrc2018's eval_f1)."""
+    key = get_task(task_name).primary_metric
+    return "eval_accuracy" if key == "acc" else f"eval_{key.lower()}"
 
 
 def eval_dir(output_dir: PathLike) -> str:

@@ -23,6 +23,7 @@ import finetuning_flags
 import modeling
 from utils import absl_cli, tokenization
 from utils.errors import InputError, exit_on_input_error, require_file
+from utils.features import encode_pair
 from utils.fileio import atomic_open
 
 FLAGS = flags.FLAGS
@@ -82,31 +83,13 @@ def _first_invalid_line(path: str) -> Optional[int]:
     return None
 
 
-def truncate_seq_pair(tokens_a: list, tokens_b: list, max_length: int) -> None:
-    """Drop tokens from the end of the longer sequence until the pair fits (the original's heuristic)."""
-    while len(tokens_a) + len(tokens_b) > max_length:
-        (tokens_a if len(tokens_a) > len(tokens_b) else tokens_b).pop()
-
-
 def convert_examples_to_features(examples: list[InputExample], seq_length: int,
                                  tokenizer: tokenization.FullTokenizer) -> Iterator[InputFeatures]:
     """[CLS] a [SEP] (b [SEP]) with segment ids 0/1, zero-padded to seq_length."""
     for example in examples:
-        tokens_a = tokenizer.tokenize(example.text_a)
         tokens_b = tokenizer.tokenize(example.text_b) if example.text_b is not None else None
-        if tokens_b is not None:
-            truncate_seq_pair(tokens_a, tokens_b, seq_length - 3)
-        elif len(tokens_a) > seq_length - 2:
-            tokens_a = tokens_a[:seq_length - 2]
-        tokens = ["[CLS]"] + tokens_a + ["[SEP]"]
-        input_type_ids = [0] * len(tokens)
-        if tokens_b is not None:
-            tokens += tokens_b + ["[SEP]"]
-            input_type_ids += [1] * (len(tokens_b) + 1)
-        input_ids = tokenizer.convert_tokens_to_ids(tokens)
-        padding = seq_length - len(input_ids)
-        yield InputFeatures(example.unique_id, tokens, input_ids + [0] * padding,
-                            [1] * len(input_ids) + [0] * padding, input_type_ids + [0] * padding)
+        yield InputFeatures(example.unique_id, *encode_pair(tokenizer.tokenize(example.text_a), tokens_b,
+                                                            seq_length, tokenizer))
 
 
 def parse_layers(text: str, num_layers: int) -> list[int]:

@@ -3,89 +3,21 @@
     python compare_models.py --teacher_model TEACHER_DIR --student_model STUDENT_DIR \
         --data_dir DATA --task_name text_clf --max_seq_length 128 --output_file compare.json
 
-Both models encode the same dev examples, batch by batch, alternating teacher and student so that a busy
-machine slows both alike; the speed ratio is the ratio of their median batch times. Parameters count what
-inference runs (embeddings, encoder, pooler, classifier); the student's fit_dense, used only in training,
-is left out, as the paper's 14.5M for TinyBERT 4x312 does.
+The measurement (distillation/comparison.py): the same dev batches through both models, alternating, the
+median batch times' ratio; parameters as inference counts them (fit_dense left out).
 """
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
 import sys
-import time
+from pathlib import Path
 from typing import Optional, Sequence
 
-import torch
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from transformer.modeling import TinyBertForSequenceClassification  # noqa: E402
+from distillation.comparison import compare  # noqa: E402
 from utils.errors import exit_on_input_error  # noqa: E402
 from utils.fileio import write_json  # noqa: E402
-from utils.tasks import get_processor  # noqa: E402
-from utils.tokenization import BertTokenizer  # noqa: E402
-
-
-def inference_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for name, p in model.named_parameters() if not name.startswith("fit_dense"))
-
-
-def encode(texts: Sequence[tuple[str, Optional[str]]], tokenizer: BertTokenizer, max_seq_length: int) -> dict:
-    """[CLS] a [SEP] (b [SEP]) ids padded to the longest example of the batch, as a deployment would."""
-    rows = []
-    for a, b in texts:
-        tokens_a = tokenizer.tokenize(a)
-        tokens_b = tokenizer.tokenize(b) if b else []
-        budget = max_seq_length - (3 if tokens_b else 2)
-        while len(tokens_a) + len(tokens_b) > budget:
-            (tokens_a if len(tokens_a) > len(tokens_b) else tokens_b).pop()
-        tokens = ["[CLS]"] + tokens_a + ["[SEP]"] + (tokens_b + ["[SEP]"] if tokens_b else [])
-        segments = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1 if tokens_b else 0)
-        rows.append((tokenizer.convert_tokens_to_ids(tokens), segments))
-    width = max(len(ids) for ids, _ in rows)
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    segments = torch.zeros_like(ids)
-    mask = torch.zeros_like(ids)
-    for i, (row_ids, row_segments) in enumerate(rows):
-        ids[i, :len(row_ids)] = torch.tensor(row_ids)
-        segments[i, :len(row_segments)] = torch.tensor(row_segments)
-        mask[i, :len(row_ids)] = 1
-    return {"input_ids": ids, "token_type_ids": segments, "attention_mask": mask}
-
-
-def compare(teacher_dir: str, student_dir: str, data_dir: str, task_name: str, max_seq_length: int,
-            batch_size: int, max_batches: int, do_lower_case: bool) -> dict:
-    processor = get_processor(task_name)
-    num_labels = len(processor.get_labels(data_dir))
-    examples = processor.get_dev_examples(data_dir)[: batch_size * max_batches]
-    tokenizer = BertTokenizer.from_pretrained(student_dir, do_lower_case=do_lower_case)
-    batches = [encode([(e.text_a, e.text_b) for e in examples[i:i + batch_size]], tokenizer, max_seq_length)
-               for i in range(0, len(examples), batch_size)]
-    models = {name: TinyBertForSequenceClassification.from_pretrained(path, num_labels=num_labels).eval()
-              for name, path in (("teacher", teacher_dir), ("student", student_dir))}
-    times: dict[str, list[float]] = {name: [] for name in models}
-    with torch.inference_mode():
-        for model in models.values():
-            model.bert(**batches[0], output_all_encoded_layers=False, output_att=False)
-        for batch in batches:
-            for name, model in models.items():
-                start = time.perf_counter()
-                encoded, pooled = model.bert(**batch, output_all_encoded_layers=False, output_att=False)
-                model.classifier(model.classifier_act(pooled))
-                times[name].append(time.perf_counter() - start)
-    result: dict = {"task_name": task_name, "examples": len(examples), "batch_size": batch_size,
-                    "max_seq_length": max_seq_length, "torch_threads": torch.get_num_threads()}
-    for name, model in models.items():
-        median = statistics.median(times[name])
-        result[f"{name}_parameters"] = inference_parameters(model)
-        result[f"{name}_layers"] = model.config.num_hidden_layers
-        result[f"{name}_hidden_size"] = model.config.hidden_size
-        result[f"{name}_examples_per_second"] = round(batch_size / median, 1)
-    result["parameter_ratio"] = round(result["teacher_parameters"] / result["student_parameters"], 2)
-    result["speed_ratio"] = round(result["student_examples_per_second"] / result["teacher_examples_per_second"], 2)
-    return result
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

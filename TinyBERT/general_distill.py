@@ -10,15 +10,14 @@ Resume an interrupted run: the same command with --continue_train --student_mode
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
-from general_distillation import train  # noqa: E402
+from distillation.general import train  # noqa: E402
 from utils.errors import exit_on_input_error  # noqa: E402
 
 
@@ -67,8 +66,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 @exit_on_input_error
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
-                        datefmt="%m/%d/%Y %H:%M:%S", level=logging.INFO)
     means = train(parse_args(argv)).means
     if means and os.environ.get("RANK", "0") == "0":
         print(" ".join(f"{key} = {value}" for key, value in sorted(means.items())))

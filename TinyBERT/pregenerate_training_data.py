@@ -9,20 +9,14 @@ is read. Every flag of the original keeps its default; --seed (new) makes the ou
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import random
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
-from pregeneration import DocumentDatabase, GenerationOptions, generate_epochs, load_corpus  # noqa: E402
-from utils.errors import InputError, exit_on_input_error  # noqa: E402
-from utils.tokenization import BertTokenizer  # noqa: E402
-
-logger = logging.getLogger(__name__)
+from distillation.pregenerated import pregenerate  # noqa: E402
+from utils.errors import exit_on_input_error  # noqa: E402
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -57,43 +51,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_args(args: argparse.Namespace) -> None:
-    if args.num_workers < 1:
-        raise InputError(f"--num_workers must be at least 1, got {args.num_workers}")
-    if args.epochs_to_generate < 1:
-        raise InputError(f"--epochs_to_generate must be at least 1, got {args.epochs_to_generate}")
-    if args.max_seq_len < 5:
-        raise InputError(f"--max_seq_len must be at least 5 ([CLS] A [SEP] B [SEP]), got {args.max_seq_len}")
-    if not 0.0 <= args.short_seq_prob <= 1.0 or not 0.0 <= args.masked_lm_prob <= 1.0:
-        raise InputError("--short_seq_prob and --masked_lm_prob must lie in [0, 1]")
-    if args.max_predictions_per_seq < 1:
-        raise InputError(f"--max_predictions_per_seq must be at least 1, got {args.max_predictions_per_seq}")
-
-
 @exit_on_input_error
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    args = parse_args(argv)
-    check_args(args)
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
-    logger.info("seed %d", seed)
-    tokenizer = BertTokenizer.from_pretrained(args.bert_model, do_lower_case=args.do_lower_case)
-    vocab_list = list(tokenizer.vocab.keys())
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    options = GenerationOptions(
-        max_seq_len=args.max_seq_len,
-        short_seq_prob=args.short_seq_prob,
-        masked_lm_prob=args.masked_lm_prob,
-        max_predictions_per_seq=args.max_predictions_per_seq,
-        do_whole_word_mask=args.do_whole_word_mask,
-        bi_text=not args.one_seq,
-    )
-    with DocumentDatabase(reduce_memory=args.reduce_memory, working_dir=args.output_dir) as docs:
-        load_corpus(args.train_corpus, tokenizer, docs)
-        counts = generate_epochs(docs, vocab_list, options, args.output_dir, args.epochs_to_generate, seed,
-                                 num_workers=args.num_workers)
-    for epoch, count in enumerate(counts):
-        logger.info("epoch %d: %d instances in %s", epoch, count, args.output_dir / f"epoch_{epoch}.json")
+    pregenerate(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -7,39 +7,21 @@
     python task_distill.py --do_eval --student_model $TINYBERT --data_dir $TASK_DIR --task_name text_clf \
         --output_dir $EVAL_DIR
 
-Flags and defaults are the original's; --fp16 is an addition (the original had none).
+Several processes: torchrun --nproc_per_node N task_distill.py ... (DDP; gloo on CPU, NCCL on GPUs), with
+--train_batch_size the total batch over all of them. Flags and defaults are the original's; --fp16 and
+--local_rank are additions.
 """
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
-import torch  # noqa: E402
-
-from task_trainer import (  # noqa: E402
-    PREDICTIONS_NAME,
-    RESULTS_NAME,
-    DistillSetup,
-    distill,
-    evaluate,
-    load_task_model,
-    make_loader,
-    set_seed,
-    write_predictions,
-)
-from utils.errors import InputError, exit_on_input_error  # noqa: E402
-from utils.fileio import write_key_values  # noqa: E402
-from utils.tasks import get_processor  # noqa: E402
-from utils.tokenization import FullTokenizer  # noqa: E402
-
-logger = logging.getLogger(__name__)
-_HANDLERS: list[logging.Handler] = []
+from distillation.task import run  # noqa: E402
+from utils.errors import exit_on_input_error  # noqa: E402
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -60,7 +42,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--do_eval", action="store_true", help="Whether to run eval on the dev set.")
     parser.add_argument("--do_lower_case", action="store_true",
                         help="Set this flag if you are using an uncased model.")
-    parser.add_argument("--train_batch_size", default=32, type=int, help="Total batch size for training.")
+    parser.add_argument("--train_batch_size", default=32, type=int,
+                        help="Total batch size for training (over every process under torchrun).")
     parser.add_argument("--eval_batch_size", default=32, type=int, help="Total batch size for eval.")
     parser.add_argument("--learning_rate", default=5e-5, type=float, help="The initial learning rate for Adam.")
     parser.add_argument("--weight_decay", "--wd", default=1e-4, type=float,
@@ -83,93 +66,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--temperature", type=float, default=1.0, help="Softmax temperature of --pred_distill.")
     parser.add_argument("--fp16", action="store_true",
                         help="Mixed precision: float16 autocast with loss scaling on CUDA, bfloat16 autocast on CPU.")
+    parser.add_argument("--local_rank", type=int, default=-1,
+                        help="Set by torch.distributed.launch; torchrun passes LOCAL_RANK in the environment.")
     return parser.parse_args(argv)
-
-
-def check_args(args: argparse.Namespace) -> None:
-    if args.gradient_accumulation_steps < 1:
-        raise InputError(f"--gradient_accumulation_steps should be >= 1, got {args.gradient_accumulation_steps}")
-    if args.train_batch_size < args.gradient_accumulation_steps:
-        raise InputError(f"--train_batch_size {args.train_batch_size} is smaller than "
-                         f"--gradient_accumulation_steps {args.gradient_accumulation_steps}")
-    if args.eval_step < 1:
-        raise InputError(f"--eval_step should be >= 1, got {args.eval_step}")
-    if args.temperature <= 0:
-        raise InputError(f"--temperature should be > 0, got {args.temperature}")
-    if not args.do_eval:
-        if not args.teacher_model:
-            raise InputError("--teacher_model is required for distillation (only --do_eval runs without it)")
-        if os.path.isdir(args.output_dir) and os.listdir(args.output_dir):
-            raise InputError("output directory already exists and is not empty", args.output_dir)
-
-
-def setup_logging(output_dir: str) -> None:
-    """The original's console format, and its debug_layer_loss.log kept in output_dir instead of the CWD."""
-    os.makedirs(output_dir, exist_ok=True)
-    fmt = logging.Formatter("%(asctime)s %(message)s", datefmt="%m/%d %I:%M:%S %p")
-    root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    while _HANDLERS:  # a second run in the same process logs to its own directory only
-        handler = _HANDLERS.pop()
-        root.removeHandler(handler)
-        handler.close()
-    for handler in (logging.StreamHandler(sys.stdout),
-                    logging.FileHandler(os.path.join(output_dir, "debug_layer_loss.log"), encoding="utf-8")):
-        handler.setFormatter(fmt)
-        root.addHandler(handler)
-        _HANDLERS.append(handler)
-
-
-def run_eval(args: argparse.Namespace, setup: DistillSetup, eval_loader_for) -> dict[str, float]:
-    """Evaluate the student on the dev set: output_dir/eval_results.txt and eval_predictions.tsv (MNLI: also -MM)."""
-    student = load_task_model(args.student_model, setup.task_name, setup.label_list, "student")
-    student.model.to(setup.device).eval()
-    tasks = [(setup.task_name, args.output_dir)]
-    if setup.task_name == "mnli":
-        tasks.append(("mnli-mm", args.output_dir + "-MM"))
-    results = {}
-    for task, directory in tasks:
-        examples, loader = eval_loader_for(task)
-        output = evaluate(student, task, loader, setup.processor.output_mode, setup.device, args.fp16)
-        logger.info("***** Eval results (%s) ***** %s", task,
-                    ", ".join(f"{k} = {v}" for k, v in sorted(output.result.items())))
-        write_key_values(os.path.join(directory, RESULTS_NAME), output.result)
-        write_predictions(os.path.join(directory, PREDICTIONS_NAME), examples, output, setup.label_list,
-                          setup.processor.output_mode)
-        results.update({(k if task == setup.task_name else f"{task}_{k}"): v for k, v in output.result.items()})
-    return results
 
 
 @exit_on_input_error
 def main(argv: Optional[Sequence[str]] = None) -> dict:
-    args = parse_args(argv)
-    check_args(args)
-    setup_logging(args.output_dir)
-    device = torch.device("cuda" if torch.cuda.is_available() and not args.no_cuda else "cpu")
-    n_gpu = torch.cuda.device_count() if device.type == "cuda" else 1
-    logger.info("device: %s n_gpu: %d", device, n_gpu)
-    set_seed(args.seed)
-
-    task_name = args.task_name.lower()
-    processor = get_processor(task_name)
-    label_list = processor.get_labels(args.data_dir)
-    tokenizer = FullTokenizer.from_pretrained(args.student_model, do_lower_case=args.do_lower_case)
-    setup = DistillSetup(processor, task_name, label_list, tokenizer, device, n_gpu)
-
-    def eval_loader_for(name: str):
-        if name not in setup.eval_sets:
-            examples = get_processor(name).get_dev_examples(args.data_dir)
-            setup.eval_sets[name] = (examples, make_loader(examples, processor, label_list, tokenizer,
-                                                           args.max_seq_length, args.eval_batch_size, train=False))
-        return setup.eval_sets[name]
-
-    if args.do_eval:
-        return run_eval(args, setup, eval_loader_for)
-    if args.aug_train:
-        train_examples = processor.get_aug_examples(args.data_dir)
-    else:
-        train_examples = processor.get_train_examples(args.data_dir)
-    return distill(args, setup, train_examples, eval_loader_for)
+    return run(parse_args(argv)).results
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ for _path in (str(ROOT), str(ROOT / "TinyBERT")):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from augmentation import DataAugmentor, MaskedLMCandidates, WordVectors  # noqa: E402
+from distillation.augmentation import DataAugmentor, MaskedLMCandidates, WordVectors  # noqa: E402
 from transformer.modeling import BertForMaskedLM  # noqa: E402
 from utils.tokenization import FullTokenizer  # noqa: E402
 

@@ -20,18 +20,18 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "TinyBERT"))
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "TinyBERT")]
 
-from general_distillation import distillation_losses, freeze_unused, optimizer_groups  # noqa: E402
-from pregeneration import DocumentDatabase, GenerationOptions, generate_epochs, load_corpus  # noqa: E402
+from bench_tinybert_inference import CONFIGS  # noqa: E402
+from distillation.general import distillation_losses, freeze_unused  # noqa: E402
+from distillation.pregenerated import DocumentDatabase, GenerationOptions, generate_epochs, load_corpus  # noqa: E402
+from distillation.runtime import weight_decay_groups  # noqa: E402
 from transformer.modeling import BertConfig, BertModel, TinyBertForPreTraining  # noqa: E402
 from transformer.optimization import BertAdam  # noqa: E402
 from utils.tokenization import BertTokenizer  # noqa: E402
 
 VOCAB = ROOT / "NEZHA-TensorFlow" / "nezha" / "vocab.txt"
-TEACHER = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
-STUDENT = dict(hidden_size=312, num_hidden_layers=4, num_attention_heads=12, intermediate_size=1200)
+TEACHER, STUDENT = CONFIGS["bert_base"], CONFIGS["tinybert_4l_312"]
 SEQ = 128
 
 
@@ -76,7 +76,7 @@ def distillation(quick: bool, device: torch.device, bf16: bool) -> dict:
     student = TinyBertForPreTraining(BertConfig(vocab_size, **STUDENT), fit_size=768)
     freeze_unused(student)
     student.to(device).train()
-    optimizer = BertAdam(optimizer_groups(student), lr=5e-5, warmup=0.1, t_total=1000)
+    optimizer = BertAdam(weight_decay_groups(student), lr=5e-5, warmup=0.1, t_total=1000)
     batch = 8 if device.type == "cpu" else 64
     steps = (2 if quick else 6) if device.type == "cpu" else (10 if quick else 50)
     generator = torch.Generator().manual_seed(0)

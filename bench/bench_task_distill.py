@@ -1,6 +1,6 @@
 """TinyBERT task distillation throughput: examples/s of stage 1 (intermediate layers) and stage 2 (--pred_distill).
 
-The timed step is task_distill.py's own (task_trainer.distillation_loss, backward, BertAdam): a 12x768 BERT
+The timed step is task_distill.py's own (distillation.task.distillation_loss, OptimizerStep, BertAdam): a 12x768 BERT
 teacher forward under no_grad and a 4x312 TinyBERT student forward and backward, on real ChnSenti batches
 (utils/prepare_data.py) featurized by task_distill's code at length 128, after one warm-up step. Weights are
 random: the speed does not depend on them. fp32 everywhere; on a GPU also the --fp16 path (float16 autocast
@@ -14,23 +14,22 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "TinyBERT"))
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "TinyBERT")]
 
-from task_trainer import TaskModel, _param_groups, distillation_loss, make_loader  # noqa: E402
+from bench_tinybert_inference import CONFIGS  # noqa: E402
+from distillation.runtime import MixedPrecision, OptimizerStep, weight_decay_groups  # noqa: E402
+from distillation.task import TaskModel, distillation_loss, eval_loader, tensor_data  # noqa: E402
 from transformer.modeling import BertConfig, TinyBertForSequenceClassification  # noqa: E402
 from transformer.optimization import BertAdam  # noqa: E402
 from utils.tasks import get_processor  # noqa: E402
 from utils.tokenization import FullTokenizer  # noqa: E402
 
 VOCAB = ROOT / "NEZHA-TensorFlow" / "nezha" / "vocab.txt"
-TEACHER = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
-STUDENT = dict(hidden_size=312, num_hidden_layers=4, num_attention_heads=12, intermediate_size=1200)
+TEACHER, STUDENT = CONFIGS["bert_base"], CONFIGS["tinybert_4l_312"]
 SEQ = 128
 
 
@@ -44,26 +43,21 @@ def chnsenti_batches(batch_size: int, count: int) -> list:
         processor = get_processor("text_clf")
         examples = processor.get_train_examples(data_dir)[: batch_size * count]
         tokenizer = FullTokenizer.from_pretrained(VOCAB, do_lower_case=True)
-        loader = make_loader(examples, processor, ["0", "1"], tokenizer, SEQ, batch_size, train=True)
-        return list(loader)
+        return list(eval_loader(tensor_data(examples, processor, ["0", "1"], tokenizer, SEQ), batch_size))
 
 
 def time_stage(student: TaskModel, teacher: TaskModel, batches: list, device: torch.device, pred_distill: bool,
                fp16: bool) -> dict:
-    optimizer = BertAdam(_param_groups(student.model), schedule="warmup_linear" if pred_distill else "none",
+    optimizer = BertAdam(weight_decay_groups(student.model), schedule="warmup_linear" if pred_distill else "none",
                          lr=5e-5, warmup=0.1, t_total=1000)
-    scaler = torch.amp.GradScaler("cuda") if fp16 and device.type == "cuda" else None
+    precision = MixedPrecision(device, fp16)
+    update = OptimizerStep(student.model, optimizer, precision, 1)
 
     def step(batch) -> float:
-        loss, values = distillation_loss(student, teacher, batch, device, pred_distill, "classification", 1.0, fp16)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        optimizer.zero_grad()
+        loss, values = distillation_loss(student, teacher, batch, device, pred_distill, "classification", 1.0,
+                                         precision)
+        update.backward(loss)
+        update.step()
         return values["loss"]
 
     step(batches[0])  # warm-up

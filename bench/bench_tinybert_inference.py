@@ -62,7 +62,8 @@ def run(quick: bool) -> dict:
             ours, theirs = _models(shape, device)
 
             def ours_forward():
-                return ours(input_ids, token_type_ids, mask, output_all_encoded_layers=False, output_att=False)[0]
+                return ours(input_ids, token_type_ids, mask, output_all_encoded_layers=False,
+                            output_att=False).hidden_states
 
             def theirs_forward():
                 return theirs(input_ids, attention_mask=mask, token_type_ids=token_type_ids).last_hidden_state

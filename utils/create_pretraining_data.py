@@ -21,7 +21,7 @@ import collections
 import os
 import random
 import sys
-from typing import Iterable, Iterator, NamedTuple, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import tensorflow as tf
 from absl import flags, logging
@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from utils import absl_cli, tokenization
 from utils.errors import InputError, exit_on_input_error
+from utils.features import TrainingInstance, create_instances_from_document
 from utils.fileio import check_output_file
 
 FLAGS = flags.FLAGS
@@ -37,43 +38,33 @@ SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[MASK]")
 EXAMPLES_TO_LOG = 20
 
 
+# (kind, name, default, help): the original's flags and defaults (its --random_seed is an alias of --seed, the
+# name every NEZHA entry uses), plus --do_whole_word_mask and --docs_per_shard.
+FLAG_SPECS = (
+    ("string", "input_file", None, "Input raw text file (or comma-separated list of files; globs allowed): one "
+                                   "sentence per line, a blank line between documents."),
+    ("string", "output_file", None, "Output TF example file (or comma-separated list of files)."),
+    ("string", "vocab_file", None, "The vocabulary file that the BERT model was trained on."),
+    ("bool", "do_lower_case", True, "Whether to lower case the input text. Should be True for uncased models and "
+                                    "False for cased models."),
+    ("bool", "do_whole_word_mask", False, "Whether to use whole word masking rather than per-WordPiece masking "
+                                          "(WordPiece ## pieces, and jieba words for Chinese)."),
+    ("integer", "max_seq_length", 128, "Maximum sequence length."),
+    ("integer", "max_predictions_per_seq", 20, "Maximum number of masked LM predictions per sequence."),
+    ("integer", "seed", 12345, "Random seed for data generation."),
+    ("integer", "dupe_factor", 10, "Number of times to duplicate the input data (with different masks)."),
+    ("float", "masked_lm_prob", 0.15, "Masked LM probability."),
+    ("float", "short_seq_prob", 0.1, "Probability of creating sequences which are shorter than the maximum length."),
+    ("integer", "docs_per_shard", DEFAULT_DOCS_PER_SHARD, "Documents processed together (new): memory is bounded by "
+     "one shard, and random next sentences come from the same shard. 0 = the whole corpus in one shard (the "
+     "original's behaviour)."),
+)
+
+
 def define_flags() -> None:
-    """The original's flags and defaults (its --random_seed is an alias of --seed, the name every NEZHA entry
-    uses), plus --do_whole_word_mask and --docs_per_shard."""
-    flags.DEFINE_string("input_file", None, "Input raw text file (or comma-separated list of files; globs "
-                        "allowed): one sentence per line, a blank line between documents.")
-    flags.DEFINE_string("output_file", None, "Output TF example file (or comma-separated list of files).")
-    flags.DEFINE_string("vocab_file", None, "The vocabulary file that the BERT model was trained on.")
-    flags.DEFINE_bool("do_lower_case", True, "Whether to lower case the input text. Should be True for "
-                      "uncased models and False for cased models.")
-    flags.DEFINE_bool("do_whole_word_mask", False, "Whether to use whole word masking rather than per-WordPiece "
-                      "masking (WordPiece ## pieces, and jieba words for Chinese).")
-    flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length.")
-    flags.DEFINE_integer("max_predictions_per_seq", 20, "Maximum number of masked LM predictions per sequence.")
-    flags.DEFINE_integer("seed", 12345, "Random seed for data generation.")
+    for kind, name, default, help_text in FLAG_SPECS:
+        getattr(flags, f"DEFINE_{kind}")(name, default, help_text)
     flags.DEFINE_alias("random_seed", "seed")   # the original's name
-    flags.DEFINE_integer("dupe_factor", 10, "Number of times to duplicate the input data (with different masks).")
-    flags.DEFINE_float("masked_lm_prob", 0.15, "Masked LM probability.")
-    flags.DEFINE_float("short_seq_prob", 0.1, "Probability of creating sequences which are shorter than the "
-                       "maximum length.")
-    flags.DEFINE_integer("docs_per_shard", DEFAULT_DOCS_PER_SHARD, "Documents processed together (new): memory "
-                         "is bounded by one shard, and random next sentences come from the same shard. 0 = the "
-                         "whole corpus in one shard (the original's behaviour).")
-
-
-class TrainingInstance(NamedTuple):
-    """A single training instance (sentence pair), before conversion to ids."""
-
-    tokens: list
-    segment_ids: list
-    masked_lm_positions: list
-    masked_lm_labels: list
-    is_random_next: bool
-
-
-class MaskedLmInstance(NamedTuple):
-    index: int
-    label: str
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -141,111 +132,15 @@ def shards(documents: Iterable[list], docs_per_shard: int) -> Iterator[list]:
 
 # ------------------------------------------------------------------------------------------------ instances
 
-def truncate_seq_pair(tokens_a: list, tokens_b: list, max_num_tokens: int, rng: random.Random) -> None:
-    """Trim the longer segment, from the front or the back at random, until the pair fits."""
-    while len(tokens_a) + len(tokens_b) > max_num_tokens:
-        trunc_tokens = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
-        if rng.random() < 0.5:
-            del trunc_tokens[0]
-        else:
-            trunc_tokens.pop()
-
-
-def create_masked_lm_predictions(tokens: list, masked_lm_prob: float, max_predictions_per_seq: int,
-                                 vocab_words: list, rng: random.Random,
-                                 do_whole_word_mask: bool = False) -> tuple[list, list, list]:
-    """Google's masking: shuffle the candidate words, mask until num_to_predict tokens are taken (80% [MASK],
-    10% kept, 10% a random vocabulary word); with whole words, a word that does not fit is skipped."""
-    continuations = tokenization.whole_word_continuations(tokens) if do_whole_word_mask else None
-    cand_indexes: list[list[int]] = []
-    for i, token in enumerate(tokens):
-        if token == "[CLS]" or token == "[SEP]":
-            continue
-        if continuations is not None and cand_indexes and continuations[i]:
-            cand_indexes[-1].append(i)
-        else:
-            cand_indexes.append([i])
-    rng.shuffle(cand_indexes)
-    output_tokens = list(tokens)
-    num_to_predict = min(max_predictions_per_seq, max(1, int(round(len(tokens) * masked_lm_prob))))
-    masked_lms: list[MaskedLmInstance] = []
-    covered_indexes: set[int] = set()
-    for index_set in cand_indexes:
-        if len(masked_lms) >= num_to_predict:
-            break
-        if len(masked_lms) + len(index_set) > num_to_predict:
-            continue
-        if any(index in covered_indexes for index in index_set):
-            continue
-        for index in index_set:
-            covered_indexes.add(index)
-            if rng.random() < 0.8:
-                masked_token = "[MASK]"
-            elif rng.random() < 0.5:
-                masked_token = tokens[index]
-            else:
-                masked_token = vocab_words[rng.randint(0, len(vocab_words) - 1)]
-            output_tokens[index] = masked_token
-            masked_lms.append(MaskedLmInstance(index, tokens[index]))
-    masked_lms.sort(key=lambda x: x.index)
-    return output_tokens, [p.index for p in masked_lms], [p.label for p in masked_lms]
-
-
-def create_instances_from_document(all_documents: list, document_index: int, max_seq_length: int,
-                                   short_seq_prob: float, masked_lm_prob: float, max_predictions_per_seq: int,
-                                   vocab_words: list, rng: random.Random,
-                                   do_whole_word_mask: bool = False) -> list[TrainingInstance]:
-    """Sentence pairs of one document: segment A is the first a_end sentences of a chunk of about
-    target_seq_length tokens, B the rest (IsNext) or, half the time, text of another document."""
-    document = all_documents[document_index]
-    max_num_tokens = max_seq_length - 3
-    target_seq_length = max_num_tokens
-    if rng.random() < short_seq_prob:
-        target_seq_length = rng.randint(2, max_num_tokens)
-    instances = []
-    current_chunk: list = []
-    current_length = 0
-    i = 0
-    while i < len(document):
-        segment = document[i]
-        current_chunk.append(segment)
-        current_length += len(segment)
-        if i == len(document) - 1 or current_length >= target_seq_length:
-            if current_chunk:
-                a_end = 1
-                if len(current_chunk) >= 2:
-                    a_end = rng.randint(1, len(current_chunk) - 1)
-                tokens_a = [token for j in range(a_end) for token in current_chunk[j]]
-                tokens_b: list = []
-                if len(current_chunk) == 1 or rng.random() < 0.5:
-                    is_random_next = True
-                    target_b_length = target_seq_length - len(tokens_a)
-                    for _ in range(10):
-                        random_document_index = rng.randint(0, len(all_documents) - 1)
-                        if random_document_index != document_index:
-                            break
-                    random_document = all_documents[random_document_index]
-                    random_start = rng.randint(0, len(random_document) - 1)
-                    for j in range(random_start, len(random_document)):
-                        tokens_b.extend(random_document[j])
-                        if len(tokens_b) >= target_b_length:
-                            break
-                    # The segments not used for A go back to be read again.
-                    i -= len(current_chunk) - a_end
-                else:
-                    is_random_next = False
-                    for j in range(a_end, len(current_chunk)):
-                        tokens_b.extend(current_chunk[j])
-                truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
-                tokens = ["[CLS]"] + tokens_a + ["[SEP]"] + tokens_b + ["[SEP]"]
-                segment_ids = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
-                tokens, positions, labels = create_masked_lm_predictions(
-                    tokens, masked_lm_prob, max_predictions_per_seq, vocab_words, rng, do_whole_word_mask)
-                instances.append(TrainingInstance(tokens, segment_ids, positions, labels, is_random_next))
-            current_chunk = []
-            current_length = 0
-        i += 1
-    return instances
+def random_other_document(documents: list, index: int) -> Callable[[random.Random], list]:
+    """Google's draw of a random-next document: up to 10 tries for one other than documents[index]."""
+    def draw(rng: random.Random) -> list:
+        for _ in range(10):
+            other = rng.randint(0, len(documents) - 1)
+            if other != index:
+                break
+        return documents[other]
+    return draw
 
 
 def create_training_instances(documents: list, vocab_words: list, rng: random.Random, max_seq_length: int,
@@ -259,8 +154,8 @@ def create_training_instances(documents: list, vocab_words: list, rng: random.Ra
     for _ in range(dupe_factor):
         for document_index in range(len(documents)):
             instances.extend(create_instances_from_document(
-                documents, document_index, max_seq_length, short_seq_prob, masked_lm_prob,
-                max_predictions_per_seq, vocab_words, rng, do_whole_word_mask))
+                documents[document_index], random_other_document(documents, document_index), max_seq_length,
+                short_seq_prob, masked_lm_prob, max_predictions_per_seq, vocab_words, rng, do_whole_word_mask))
             if progress is not None:
                 progress.update(1)
     rng.shuffle(instances)

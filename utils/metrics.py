@@ -1,16 +1,20 @@
 """Evaluation metrics of both trees, with the original result keys.
 
-Classification and regression scores are TinyBERT's compute_metrics (scikit-learn and SciPy underneath).
+Classification and regression scores are TinyBERT's compute_metrics (scikit-learn and SciPy underneath); which
+metrics a task gets, and which key picks its best checkpoint, is declared in utils/tasks.py.
 NER has two views: the original run_classifier_ner token-level micro scores over B/I tag ids (what NEZHA
 printed), and entity-level scores over BIO spans (what papers compare).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import f1_score, matthews_corrcoef
+
+from utils import cmrc2018_evaluate
+from utils.tasks import get_task
 
 
 def simple_accuracy(preds: Sequence, labels: Sequence) -> float:
@@ -34,22 +38,16 @@ def matthews(preds: Sequence, labels: Sequence) -> float:
 
 
 def compute_metrics(task_name: str, preds: Sequence, labels: Sequence) -> dict[str, float]:
-    """The original's metrics for a task: cola mcc, sts-b correlations, mrpc/qqp accuracy and F1, else accuracy."""
-    task = task_name.lower()
+    """The metrics of a task (its `metric` in utils/tasks.py): cola mcc, sts-b correlations, mrpc/qqp
+    accuracy and F1, ner entity scores, cmrc2018 EM/F1, else accuracy."""
     if len(preds) != len(labels):
         raise ValueError(f"{len(preds)} predictions for {len(labels)} labels")
-    if task == "cola":
-        return {"mcc": matthews(preds, labels)}
-    if task == "sts-b":
-        return pearson_and_spearman(preds, labels)
-    if task in ("mrpc", "qqp"):
-        return acc_and_f1(preds, labels)
-    return {"acc": simple_accuracy(preds, labels)}
+    return METRICS[get_task(task_name).metric](preds, labels)
 
 
 def primary_metric(task_name: str) -> str:
     """The key that picks the best checkpoint, as the original: mcc for CoLA, corr for STS-B, else accuracy."""
-    return {"cola": "mcc", "sts-b": "corr"}.get(task_name.lower(), "acc")
+    return get_task(task_name).primary_metric
 
 
 def entity_spans(tags: Sequence[str]) -> set[tuple[str, int, int]]:
@@ -114,3 +112,27 @@ def ner_token_scores(gold_ids: Sequence, pred_ids: Sequence, num_labels: int = 1
     recall = correct / actual if actual else 0.0
     f = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": float(precision), "recall": float(recall), "f": float(f)}
+
+
+def entity_metrics(pred_tags: Sequence[Sequence[str]], gold_tags: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Overall entity-level precision, recall and F1 of predicted BIO tag sequences."""
+    scores = ner_entity_scores(gold_tags, pred_tags)
+    return {f"entity_{key}": scores[key] for key in ("precision", "recall", "f1")}
+
+
+def reading_metrics(predictions: Sequence[str], answers: Sequence[Sequence[str]]) -> dict[str, float]:
+    """CMRC2018 EM, F1 and their average (0..100, the official script's) of one predicted text per question
+    against that question's gold answers."""
+    em = 100.0 * float(np.mean([cmrc2018_evaluate.em_score(gold, pred) for pred, gold in zip(predictions, answers)]))
+    f1 = 100.0 * float(np.mean([cmrc2018_evaluate.f1_score(gold, pred) for pred, gold in zip(predictions, answers)]))
+    return {"EM": em, "F1": f1, "AVERAGE": (em + f1) / 2}
+
+
+METRICS: dict[str, Callable[[Sequence, Sequence], dict[str, float]]] = {
+    "accuracy": lambda preds, labels: {"acc": simple_accuracy(preds, labels)},
+    "accuracy_and_f1": acc_and_f1,
+    "mcc": lambda preds, labels: {"mcc": matthews(preds, labels)},
+    "correlation": pearson_and_spearman,
+    "entity": entity_metrics,
+    "cmrc2018": reading_metrics,
+}

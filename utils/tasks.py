@@ -1,4 +1,7 @@
-"""Task readers shared by both trees: Chinese and GLUE classification, People's Daily NER, SQuAD/CMRC2018 JSON.
+"""The tasks of both trees, as data: Chinese and GLUE classification, People's Daily NER, SQuAD/CMRC2018 JSON.
+
+Each task is one class declaring its files, labels, language, output mode, metric, primary metric and
+augmentation N; utils.metrics, NEZHA's eval_history and TinyBERT's augmentation read them from here.
 
 Column layouts follow the original processors (TinyBERT's task_distill.py for GLUE, NEZHA's run_classifier.py
 for lcqmc/text_clf/xnli). Files are read as the originals did (tab-separated, no quote processing, UTF-8), but a
@@ -55,15 +58,60 @@ def read_tsv(path: PathLike) -> Iterator[tuple[int, list[str]]]:
             yield reader.line_num, row
 
 
-class DataProcessor:
-    """One task: its files, column layouts, labels and output mode."""
+DEFAULT_AUGMENT_N = 30  # the original data_augmentation.py's N for tasks outside its table
+TASKS: dict[str, type["Task"]] = {}
+
+
+class Task:
+    """One task's facts, which every table of both trees reads (metrics, best-checkpoint keys, augmentation).
+
+    A subclass that sets `name` is registered: adding a task is one class. `metric` names a function of
+    utils.metrics.METRICS and `primary_metric` the key of its result that picks the best checkpoint.
+    """
 
     name: str = ""
-    output_mode: str = "classification"
+    language = "en"                  # "en" or "zh"
+    output_mode = "classification"   # "classification", "regression", "token_classification" or "span"
     labels: tuple[Optional[str], ...] = ("0", "1")
+    metric = "accuracy"
+    primary_metric = "acc"
+    augment_n = DEFAULT_AUGMENT_N    # data augmentation's N when --N is not given
     train_file = "train.tsv"
     dev_file = "dev.tsv"
     test_file = "test.tsv"
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            TASKS[cls.name] = cls
+
+    @property
+    def chinese(self) -> bool:
+        return self.language == "zh"
+
+    def get_labels(self, data_dir: Optional[PathLike] = None) -> list[Optional[str]]:
+        return list(self.labels)
+
+    def train_path(self, data_dir: PathLike) -> str:
+        return os.path.join(data_dir, self.train_file)
+
+    def get_train_examples(self, data_dir: PathLike) -> list:
+        return self.read(self.train_path(data_dir), "train")
+
+    def get_dev_examples(self, data_dir: PathLike) -> list:
+        return self.read(os.path.join(data_dir, self.dev_file), "dev")
+
+    def get_test_examples(self, data_dir: PathLike) -> list:
+        return self.read(os.path.join(data_dir, self.test_file), "test")
+
+    def read(self, path: PathLike, split: str) -> list:
+        """The examples of one file (split: train, dev, test or aug)."""
+        raise NotImplementedError
+
+
+class DataProcessor(Task):
+    """A sentence or sentence-pair classification (or regression) task read from tab-separated files."""
+
     train_layout: Layout
     test_layout: Optional[Layout] = None
     skip_bad_rows = False
@@ -80,24 +128,12 @@ class DataProcessor:
     def has_header(self) -> bool:
         return self.train_layout.has_header
 
-    def get_labels(self, data_dir: Optional[PathLike] = None) -> list[Optional[str]]:
-        return list(self.labels)
-
-    def train_path(self, data_dir: PathLike) -> str:
-        return os.path.join(data_dir, self.train_file)
-
-    def get_train_examples(self, data_dir: PathLike) -> list[InputExample]:
-        return self.read_examples(self.train_path(data_dir), "train", self.train_layout)
-
-    def get_dev_examples(self, data_dir: PathLike) -> list[InputExample]:
-        return self.read_examples(os.path.join(data_dir, self.dev_file), "dev", self.train_layout)
-
-    def get_test_examples(self, data_dir: PathLike) -> list[InputExample]:
-        return self.read_examples(os.path.join(data_dir, self.test_file), "test",
-                                  self.test_layout or self.train_layout)
-
     def get_aug_examples(self, data_dir: PathLike) -> list[InputExample]:
-        return self.read_examples(os.path.join(data_dir, "train_aug.tsv"), "aug", self.train_layout)
+        return self.read(os.path.join(data_dir, "train_aug.tsv"), "aug")
+
+    def read(self, path: PathLike, split: str) -> list[InputExample]:
+        layout = self.test_layout if split == "test" and self.test_layout is not None else self.train_layout
+        return self.read_examples(path, split, layout)
 
     def read_examples(self, path: PathLike, set_type: str, layout: Layout) -> list[InputExample]:
         examples = []
@@ -132,34 +168,87 @@ class DataProcessor:
         return examples
 
 
-def _processor(name: str, layout: Layout, test_layout: Optional[Layout] = None, **attrs) -> type[DataProcessor]:
-    return type(f"{name}Processor", (DataProcessor,),
-                {"name": name, "train_layout": layout, "test_layout": test_layout, **attrs})
-
-
 NLI_LABELS = ("contradiction", "entailment", "neutral")
 ENTAILMENT_LABELS = ("entailment", "not_entailment")
 
-ColaProcessor = _processor("cola", Layout(3, None, 1, False), Layout(1, None, None, True))
-Sst2Processor = _processor("sst-2", Layout(0, None, 1, True), Layout(1, None, None, True))
-MrpcProcessor = _processor("mrpc", Layout(3, 4, 0, True), Layout(3, 4, None, True))
-StsbProcessor = _processor("sts-b", Layout(7, 8, -1, True), Layout(7, 8, None, True),
-                           output_mode="regression", labels=(None,))
-QqpProcessor = _processor("qqp", Layout(3, 4, 5, True), Layout(1, 2, None, True), skip_bad_rows=True)
-MnliProcessor = _processor("mnli", Layout(8, 9, -1, True), Layout(8, 9, None, True), labels=NLI_LABELS,
-                           dev_file="dev_matched.tsv", test_file="test_matched.tsv")
-MnliMismatchedProcessor = _processor("mnli-mm", Layout(8, 9, -1, True), Layout(8, 9, None, True),
-                                     labels=NLI_LABELS, dev_file="dev_mismatched.tsv",
-                                     test_file="test_mismatched.tsv")
-QnliProcessor = _processor("qnli", Layout(1, 2, -1, True), Layout(1, 2, None, True), labels=ENTAILMENT_LABELS)
-RteProcessor = _processor("rte", Layout(1, 2, -1, True), Layout(1, 2, None, True), labels=ENTAILMENT_LABELS)
-WnliProcessor = _processor("wnli", Layout(1, 2, -1, True), Layout(1, 2, None, True))
-LcqmcProcessor = _processor("lcqmc", Layout(0, 1, 2, True))
+
+# GLUE, as TinyBERT's task_distill.py reads it; augment_n is the original's per-task N (its STS-B entry was
+# misspelled "STS-b" there and never applied).
+
+class ColaProcessor(DataProcessor):
+    name = "cola"
+    train_layout, test_layout = Layout(3, None, 1, False), Layout(1, None, None, True)
+    metric = primary_metric = "mcc"
 
 
-class XnliProcessor(_processor("xnli", Layout(0, 1, 2, True), labels=NLI_LABELS,
-                               label_aliases={"contradictory": "contradiction"})):
+class Sst2Processor(DataProcessor):
+    name = "sst-2"
+    train_layout, test_layout = Layout(0, None, 1, True), Layout(1, None, None, True)
+    augment_n = 20
+
+
+class MrpcProcessor(DataProcessor):
+    name = "mrpc"
+    train_layout, test_layout = Layout(3, 4, 0, True), Layout(3, 4, None, True)
+    metric = "accuracy_and_f1"  # the original picks the best checkpoint by accuracy all the same
+
+
+class StsbProcessor(DataProcessor):
+    name = "sts-b"
+    train_layout, test_layout = Layout(7, 8, -1, True), Layout(7, 8, None, True)
+    output_mode, labels = "regression", (None,)
+    metric, primary_metric = "correlation", "corr"
+
+
+class QqpProcessor(DataProcessor):
+    name = "qqp"
+    train_layout, test_layout = Layout(3, 4, 5, True), Layout(1, 2, None, True)
+    skip_bad_rows = True
+    metric, augment_n = "accuracy_and_f1", 10
+
+
+class MnliProcessor(DataProcessor):
+    name = "mnli"
+    train_layout, test_layout = Layout(8, 9, -1, True), Layout(8, 9, None, True)
+    labels, dev_file, test_file = NLI_LABELS, "dev_matched.tsv", "test_matched.tsv"
+    augment_n = 10
+
+
+class MnliMismatchedProcessor(MnliProcessor):
+    name = "mnli-mm"
+    dev_file, test_file = "dev_mismatched.tsv", "test_mismatched.tsv"
+
+
+class QnliProcessor(DataProcessor):
+    name = "qnli"
+    train_layout, test_layout = Layout(1, 2, -1, True), Layout(1, 2, None, True)
+    labels, augment_n = ENTAILMENT_LABELS, 20
+
+
+class RteProcessor(DataProcessor):
+    name = "rte"
+    train_layout, test_layout = Layout(1, 2, -1, True), Layout(1, 2, None, True)
+    labels = ENTAILMENT_LABELS
+
+
+class WnliProcessor(DataProcessor):
+    name = "wnli"
+    train_layout, test_layout = Layout(1, 2, -1, True), Layout(1, 2, None, True)
+
+
+# Chinese, as NEZHA's run_classifier.py reads them.
+
+class LcqmcProcessor(DataProcessor):
+    name, language = "lcqmc", "zh"
+    train_layout = Layout(0, 1, 2, True)
+
+
+class XnliProcessor(DataProcessor):
     """Chinese XNLI as NEZHA read it: MultiNLI's Chinese translation for training, 3-column dev/test files."""
+
+    name, language = "xnli", "zh"
+    train_layout, labels = Layout(0, 1, 2, True), NLI_LABELS
+    label_aliases = {"contradictory": "contradiction"}
 
     def train_path(self, data_dir: PathLike) -> str:
         original = os.path.join(data_dir, "multinli", "multinli.train.zh.tsv")
@@ -167,12 +256,15 @@ class XnliProcessor(_processor("xnli", Layout(0, 1, 2, True), labels=NLI_LABELS,
         return plain if not os.path.exists(original) and os.path.exists(plain) else original
 
 
-class TextClfProcessor(_processor("text_clf", Layout(1, None, 0, False), closed_labels=False)):
+class TextClfProcessor(DataProcessor):
     """`label<TAB>text` lines (ChnSenti and other single-sentence Chinese sets).
 
     Training examples are shuffled with seed 0 as the original did. Labels are those of train.tsv when the
     data directory holds one, in a fixed (numeric, else lexical) order; ["0", "1"] otherwise.
     """
+
+    name, language = "text_clf", "zh"
+    train_layout, closed_labels = Layout(1, None, 0, False), False
 
     def get_labels(self, data_dir: Optional[PathLike] = None) -> list[Optional[str]]:
         if data_dir is None or not os.path.isfile(self.train_path(data_dir)):
@@ -187,22 +279,22 @@ class TextClfProcessor(_processor("text_clf", Layout(1, None, 0, False), closed_
         return examples
 
 
-PROCESSORS: dict[str, type[DataProcessor]] = {
-    cls.name: cls for cls in (
-        ColaProcessor, Sst2Processor, MrpcProcessor, StsbProcessor, QqpProcessor, MnliProcessor,
-        MnliMismatchedProcessor, QnliProcessor, RteProcessor, WnliProcessor, LcqmcProcessor, TextClfProcessor,
-        XnliProcessor)
-}
-TASK_NAMES = tuple(PROCESSORS)
-CHINESE_TASKS = ("lcqmc", "text_clf", "xnli")
+def get_task(task_name: str) -> Task:
+    """Any registered task (classification, ner, cmrc2018), by its case-insensitive name."""
+    key = task_name.lower()
+    if key not in TASKS:
+        raise InputError(f"unknown task {task_name!r}; expected one of {', '.join(TASKS)}")
+    return TASKS[key]()
 
 
 def get_processor(task_name: str) -> DataProcessor:
-    """The processor of a task, by its case-insensitive original name."""
-    key = task_name.lower()
-    if key not in PROCESSORS:
-        raise InputError(f"unknown task {task_name!r}; expected one of {', '.join(TASK_NAMES)}")
-    return PROCESSORS[key]()
+    """The processor of a sentence(-pair) classification or regression task, by its case-insensitive name."""
+    task = get_task(task_name)
+    if not isinstance(task, DataProcessor):
+        names = ", ".join(name for name, cls in TASKS.items() if issubclass(cls, DataProcessor))
+        raise InputError(f"task {task_name!r} is not sentence classification ({task.output_mode}); expected one "
+                         f"of {names}")
+    return task
 
 
 # People's Daily NER ------------------------------------------------------------------------------------------
@@ -327,3 +419,32 @@ def read_squad_file(path: PathLike) -> list[SquadExample]:
         raise InputError("no questions found", path)
     return examples
 
+
+
+# Tasks whose examples are not rows of a .tsv: NEZHA's run_classifier_ner.py and run_squad.py train them.
+
+class NerTask(Task):
+    """People's Daily NER: `char tag` lines, a blank line between sentences; labels are NEZHA's tag ids."""
+
+    name, language, output_mode = "ner", "zh", "token_classification"
+    labels = tuple(NER_LABELS)
+    metric, primary_metric = "entity", "entity_f1"
+    train_file, dev_file, test_file = "train.txt", "dev.txt", "test.txt"
+
+    def read(self, path: PathLike, split: str) -> list[NerSentence]:
+        return read_ner_file(path)
+
+
+class Cmrc2018Task(Task):
+    """CMRC2018 (SQuAD v1 JSON): extractive reading comprehension, scored as the official evaluator does."""
+
+    name, language, output_mode = "cmrc2018", "zh", "span"
+    labels = ()
+    metric, primary_metric = "cmrc2018", "F1"
+    train_file, dev_file, test_file = "train.json", "dev.json", "test.json"
+
+    def read(self, path: PathLike, split: str) -> list[SquadExample]:
+        return read_squad_file(path)
+
+
+TASK_NAMES = tuple(TASKS)

@@ -14,7 +14,7 @@ from .modeling import (
     TinyBertForSequenceClassification,
     TinyBertForTokenClassification,
 )
-from .optimization import SCHEDULES, BertAdam, build_optimizer
+from .optimization import SCHEDULES, BertAdam
 
 __all__ = [
     "BERT_CONFIG_NAME",
@@ -32,5 +32,4 @@ __all__ = [
     "TinyBertForTokenClassification",
     "SCHEDULES",
     "BertAdam",
-    "build_optimizer",
 ]

@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import os
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -63,19 +63,14 @@ class BertConfig:
         if isinstance(vocab_size_or_config_json_file, (str, os.PathLike)):
             self.__dict__.update(_read_json_object(vocab_size_or_config_json_file))
         elif isinstance(vocab_size_or_config_json_file, int):
-            self.vocab_size = vocab_size_or_config_json_file
-            self.hidden_size = hidden_size
-            self.num_hidden_layers = num_hidden_layers
-            self.num_attention_heads = num_attention_heads
-            self.hidden_act = hidden_act
-            self.intermediate_size = intermediate_size
-            self.hidden_dropout_prob = hidden_dropout_prob
-            self.attention_probs_dropout_prob = attention_probs_dropout_prob
-            self.max_position_embeddings = max_position_embeddings
-            self.type_vocab_size = type_vocab_size
-            self.initializer_range = initializer_range
-            self.pre_trained = pre_trained
-            self.training = training
+            # the original TinyBERT config keys
+            self.__dict__.update(
+                vocab_size=vocab_size_or_config_json_file, hidden_size=hidden_size,
+                num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads, hidden_act=hidden_act,
+                intermediate_size=intermediate_size, hidden_dropout_prob=hidden_dropout_prob,
+                attention_probs_dropout_prob=attention_probs_dropout_prob,
+                max_position_embeddings=max_position_embeddings, type_vocab_size=type_vocab_size,
+                initializer_range=initializer_range, pre_trained=pre_trained, training=training)
         else:
             raise ValueError("First argument must be either a vocabulary size (int) or the path to a config file (str)")
 
@@ -252,10 +247,13 @@ class BertSelfAttention(nn.Module):
         return context, scores
 
 
-class BertSelfOutput(nn.Module):
-    def __init__(self, config: BertConfig):
+class ResidualOutput(nn.Module):
+    """LayerNorm(dropout(dense(x)) + residual), from `input_size` back to the hidden size: the output of
+    attention (Hugging Face's BertSelfOutput) and of the feed-forward layer (BertOutput)."""
+
+    def __init__(self, config: BertConfig, input_size: int):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(input_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -267,7 +265,7 @@ class BertAttention(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.self = BertSelfAttention(config)
-        self.output = BertSelfOutput(config)
+        self.output = ResidualOutput(config, config.hidden_size)
 
     def forward(self, input_tensor, attention_mask, relations=None, output_att=True):
         context, scores = self.self(input_tensor, attention_mask, relations, output_att)
@@ -284,23 +282,12 @@ class BertIntermediate(nn.Module):
         return self.intermediate_act_fn(self.dense(hidden_states))
 
 
-class BertOutput(nn.Module):
-    def __init__(self, config: BertConfig):
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
-
-
 class BertLayer(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.attention = BertAttention(config)
         self.intermediate = BertIntermediate(config)
-        self.output = BertOutput(config)
+        self.output = ResidualOutput(config, config.intermediate_size)
 
     def forward(self, hidden_states, attention_mask, relations=None, output_att=True):
         attention_output, scores = self.attention(hidden_states, attention_mask, relations, output_att)
@@ -312,13 +299,9 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList([BertLayer(config) for _ in range(config.num_hidden_layers)])
 
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        attention_mask: Optional[torch.Tensor],
-        relations: Optional[torch.Tensor] = None,
-        output_att: bool = True,
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def forward(self, hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor],
+                relations: Optional[torch.Tensor] = None,
+                output_att: bool = True) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Return N+1 hidden states (the input first) and N attention score tensors (empty without output_att)."""
         all_layers = [hidden_states]
         all_atts = []
@@ -463,6 +446,40 @@ class BertPreTrainedModel(nn.Module):
         )
 
 
+# Every model returns a named tuple: its head's outputs first, then `attentions` (each layer's pre-softmax scores
+# [B, heads, S, S] with the additive mask (1 - mask) * -10000 added, before dropout; [] without output_att),
+# then `hidden_states` (N+1 tensors [B, S, H], the embedding output first; a student's through fit_dense).
+
+class EncoderOutput(NamedTuple):
+    pooled_output: torch.Tensor  # [B, H]: tanh(dense(last hidden state of [CLS]))
+    attentions: list[torch.Tensor]
+    hidden_states: Union[list[torch.Tensor], torch.Tensor]  # the last layer's alone: output_all_encoded_layers=False
+
+
+class DistillationOutput(NamedTuple):
+    attentions: list[torch.Tensor]
+    hidden_states: list[torch.Tensor]
+
+
+class ClassifierOutput(NamedTuple):
+    logits: torch.Tensor  # [B, num_labels] (sequence classification) or [B, S, num_labels] (per token)
+    attentions: list[torch.Tensor]
+    hidden_states: list[torch.Tensor]
+
+
+class SpanOutput(NamedTuple):
+    start_logits: torch.Tensor  # [B, S]
+    end_logits: torch.Tensor    # [B, S]
+    attentions: list[torch.Tensor]
+    hidden_states: list[torch.Tensor]
+
+
+class MaskedLMOutput(NamedTuple):
+    logits: torch.Tensor            # [B, S, vocab]
+    loss: Optional[torch.Tensor]    # mean cross-entropy over labels != -1, with masked_lm_labels
+    attentions: list[torch.Tensor]
+
+
 class BertModel(BertPreTrainedModel):
     """The encoder: embeddings, N transformer layers and the tanh pooler over [CLS]."""
 
@@ -485,13 +502,9 @@ class BertModel(BertPreTrainedModel):
         attention_mask: Optional[torch.Tensor] = None,
         output_all_encoded_layers: bool = True,
         output_att: bool = True,
-    ):
-        """Return (encoded_layers, layer_atts, pooled_output), or (encoded_layers, pooled_output) without output_att.
-
-        encoded_layers: N+1 tensors [B, S, H], the embedding output first (or only the last layer's with
-        output_all_encoded_layers=False). layer_atts: N tensors [B, heads, S, S] of pre-softmax scores
-        with the additive mask (1 - mask) * -10000 already added, before dropout.
-        """
+    ) -> EncoderOutput:
+        """The pooled output, every layer's attention scores (none without output_att, which lets attention
+        take the fused kernel) and every hidden state (the last alone with output_all_encoded_layers=False)."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         extended_mask = None
@@ -506,12 +519,8 @@ class BertModel(BertPreTrainedModel):
             )
         embedding_output = self.embeddings(input_ids, token_type_ids)
         encoded_layers, layer_atts = self.encoder(embedding_output, extended_mask, relations, output_att)
-        pooled_output = self.pooler(encoded_layers[-1])
-        if not output_all_encoded_layers:
-            encoded_layers = encoded_layers[-1]
-        if not output_att:
-            return encoded_layers, pooled_output
-        return encoded_layers, layer_atts, pooled_output
+        hidden_states = encoded_layers if output_all_encoded_layers else encoded_layers[-1]
+        return EncoderOutput(self.pooler(encoded_layers[-1]), layer_atts, hidden_states)
 
 
 def _fit_size(config: BertConfig, fit_size: Optional[int]) -> int:
@@ -532,10 +541,10 @@ class TinyBertForPreTraining(BertPreTrainedModel):
         self.fit_dense = nn.Linear(config.hidden_size, _fit_size(config, fit_size))
         self.apply(self.init_bert_weights)
 
-    def forward(self, input_ids, token_type_ids=None, attention_mask=None):
-        """Return (att_output, [fit_dense(h) for h in encoded_layers]): attentions first, as the original."""
-        sequence_output, att_output, _ = self.bert(input_ids, token_type_ids, attention_mask)
-        return att_output, [self.fit_dense(layer) for layer in sequence_output]
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> DistillationOutput:
+        """Every attention score tensor and every hidden state through fit_dense."""
+        encoded = self.bert(input_ids, token_type_ids, attention_mask)
+        return DistillationOutput(encoded.attentions, [self.fit_dense(layer) for layer in encoded.hidden_states])
 
 
 class BertForMaskedLM(BertPreTrainedModel):
@@ -547,19 +556,23 @@ class BertForMaskedLM(BertPreTrainedModel):
         self.cls = BertOnlyMLMHead(config, self.bert.embeddings.word_embeddings.weight)
         self.apply(self.init_bert_weights)
 
-    def forward(self, input_ids, token_type_ids=None, attention_mask=None, masked_lm_labels=None, output_att=False):
-        """Prediction scores [B, S, V], or the masked-LM loss (labels -1 ignored) with masked_lm_labels;
-        with output_att, a pair (that, layer attention scores)."""
-        outputs = self.bert(input_ids, token_type_ids, attention_mask, output_all_encoded_layers=False, output_att=output_att)
-        prediction_scores = self.cls(outputs[0])
-        result = prediction_scores
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, masked_lm_labels=None,
+                output_att=False) -> MaskedLMOutput:
+        """Prediction scores, and the masked-LM loss (labels -1 ignored) when masked_lm_labels are given."""
+        encoded = self.bert(input_ids, token_type_ids, attention_mask, output_all_encoded_layers=False,
+                            output_att=output_att)
+        logits = self.cls(encoded.hidden_states)
+        loss = None
         if masked_lm_labels is not None:
-            result = F.cross_entropy(
-                prediction_scores.view(-1, prediction_scores.size(-1)), masked_lm_labels.view(-1), ignore_index=-1
-            )
-        if output_att:
-            return result, outputs[1]
-        return result
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), masked_lm_labels.view(-1), ignore_index=-1)
+        return MaskedLMOutput(logits, loss, encoded.attentions)
+
+
+def _student_states(model: nn.Module, encoded: EncoderOutput, is_student: bool) -> list[torch.Tensor]:
+    """The hidden states a task model returns: through its fit_dense when it is the student."""
+    if not is_student:
+        return encoded.hidden_states
+    return [model.fit_dense(layer) for layer in encoded.hidden_states]
 
 
 CLASSIFIER_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -590,13 +603,11 @@ class TinyBertForSequenceClassification(BertPreTrainedModel):
         self.fit_dense = nn.Linear(config.hidden_size, _fit_size(config, fit_size))
         self.apply(self.init_bert_weights)
 
-    def forward(self, input_ids, token_type_ids=None, attention_mask=None, is_student=False):
-        """Return (logits, att_output, sequence_output); with is_student every hidden state goes through fit_dense."""
-        sequence_output, att_output, pooled_output = self.bert(input_ids, token_type_ids, attention_mask)
-        logits = self.classifier(self.classifier_act(pooled_output))
-        if is_student:
-            sequence_output = [self.fit_dense(layer) for layer in sequence_output]
-        return logits, att_output, sequence_output
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, is_student=False) -> ClassifierOutput:
+        """Logits [B, num_labels]; with is_student every hidden state goes through fit_dense."""
+        encoded = self.bert(input_ids, token_type_ids, attention_mask)
+        logits = self.classifier(self.classifier_act(encoded.pooled_output))
+        return ClassifierOutput(logits, encoded.attentions, _student_states(self, encoded, is_student))
 
 
 class TinyBertForTokenClassification(BertPreTrainedModel):
@@ -614,13 +625,11 @@ class TinyBertForTokenClassification(BertPreTrainedModel):
         self.fit_dense = nn.Linear(config.hidden_size, _fit_size(config, fit_size))
         self.apply(self.init_bert_weights)
 
-    def forward(self, input_ids, token_type_ids=None, attention_mask=None, is_student=False):
-        """Return (logits [B, S, num_labels], att_output, sequence_output)."""
-        sequence_output, att_output, _ = self.bert(input_ids, token_type_ids, attention_mask)
-        logits = self.classifier(self.dropout(sequence_output[-1]))
-        if is_student:
-            sequence_output = [self.fit_dense(layer) for layer in sequence_output]
-        return logits, att_output, sequence_output
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, is_student=False) -> ClassifierOutput:
+        """Logits [B, S, num_labels]; with is_student every hidden state goes through fit_dense."""
+        encoded = self.bert(input_ids, token_type_ids, attention_mask)
+        logits = self.classifier(self.dropout(encoded.hidden_states[-1]))
+        return ClassifierOutput(logits, encoded.attentions, _student_states(self, encoded, is_student))
 
 
 class TinyBertForQuestionAnswering(BertPreTrainedModel):
@@ -634,11 +643,9 @@ class TinyBertForQuestionAnswering(BertPreTrainedModel):
         self.fit_dense = nn.Linear(config.hidden_size, _fit_size(config, fit_size))
         self.apply(self.init_bert_weights)
 
-    def forward(self, input_ids, token_type_ids=None, attention_mask=None, is_student=False):
-        """Return (start_logits [B, S], end_logits [B, S], att_output, sequence_output)."""
-        sequence_output, att_output, _ = self.bert(input_ids, token_type_ids, attention_mask)
-        start_logits, end_logits = self.qa_outputs(sequence_output[-1]).unbind(dim=-1)
-        if is_student:
-            sequence_output = [self.fit_dense(layer) for layer in sequence_output]
-        return start_logits, end_logits, att_output, sequence_output
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, is_student=False) -> SpanOutput:
+        """Start and end logits [B, S]; with is_student every hidden state goes through fit_dense."""
+        encoded = self.bert(input_ids, token_type_ids, attention_mask)
+        start_logits, end_logits = self.qa_outputs(encoded.hidden_states[-1]).unbind(dim=-1)
+        return SpanOutput(start_logits, end_logits, encoded.attentions, _student_states(self, encoded, is_student))
 

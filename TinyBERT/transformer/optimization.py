@@ -1,4 +1,4 @@
-"""BertAdam and its learning-rate schedules, exactly as TinyBERT trained with them; and a torch AdamW alternative.
+"""BertAdam and its learning-rate schedules, exactly as TinyBERT trained with them.
 
 BertAdam differs from Adam/AdamW in ways the published results depend on: gradients are clipped per
 tensor (not globally), there is no bias correction, weight decay is decoupled (added to the update), and
@@ -13,15 +13,11 @@ from typing import Any, Iterable, Optional, Union
 import torch
 from torch.nn.utils import clip_grad_norm_
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.optimizer import required
 
 from utils.errors import InputError
 
 logger = logging.getLogger(__name__)
-
-OPTIMIZERS = ("bertadam", "adamw")
-
 
 class _LRSchedule:
     """A multiplier of the base learning rate as a function of training progress = step / t_total.
@@ -55,10 +51,6 @@ class _LRSchedule:
             )
             self.warned_for_t_total_at_progress = progress
         return multiplier
-
-    def __call__(self, step: int) -> float:
-        """The multiplier, so that a schedule can drive torch's LambdaLR."""
-        return self.get_lr(step)
 
     def get_lr_(self, progress: float) -> float:
         raise NotImplementedError
@@ -238,32 +230,3 @@ class BertAdam(Optimizer):
             groups.append(group)
         super().load_state_dict({**state_dict, "param_groups": groups})
 
-
-def build_optimizer(
-    name: str,
-    params: Iterable,
-    lr: float,
-    warmup: float = -1,
-    t_total: float = -1,
-    schedule: Union[str, None, _LRSchedule] = "warmup_linear",
-    weight_decay: float = 0.01,
-    max_grad_norm: float = 1.0,
-) -> tuple[Optimizer, Optional[LambdaLR]]:
-    """The optimizer a distillation script's --optimizer names, and the scheduler to step after it (or None).
-
-    "bertadam": BertAdam, schedule built in, per-tensor clipping inside step(); the scheduler is None.
-    "adamw": torch.optim.AdamW (bias-corrected, eps 1e-6) with the same schedule as a LambdaLR (step it
-    after every optimizer step; the learning rate follows the same curve as BertAdam's); clip
-    gradients yourself (torch.nn.utils.clip_grad_norm_ over all parameters) before step(), as is usual
-    with AdamW. Parameter groups may carry their own weight_decay in both cases.
-    """
-    if name == "bertadam":
-        optimizer = BertAdam(
-            params, lr=lr, warmup=warmup, t_total=t_total, schedule=schedule,
-            weight_decay=weight_decay, max_grad_norm=max_grad_norm,
-        )
-        return optimizer, None
-    if name == "adamw":
-        optimizer = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-6, weight_decay=weight_decay)
-        return optimizer, LambdaLR(optimizer, make_schedule(schedule, warmup, t_total))
-    raise InputError(f"unknown optimizer '{name}': expected one of {list(OPTIMIZERS)}")

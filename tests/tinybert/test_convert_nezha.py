@@ -149,7 +149,8 @@ def test_converted_checkpoint_equals_hugging_face_tf_loader(tmp_path, relative, 
     ours.eval()
     input_ids, token_type_ids, mask = inputs()
     with torch.no_grad():
-        layers, atts, pooled = ours.bert(input_ids, token_type_ids, mask)
+        encoded = ours.bert(input_ids, token_type_ids, mask)
+        layers, atts, pooled = encoded.hidden_states, encoded.attentions, encoded.pooled_output
         out = encoder(input_ids, attention_mask=mask, token_type_ids=token_type_ids, output_hidden_states=True, output_attentions=True)
         for mine, theirs in zip(layers, out.hidden_states, strict=True):
             assert (mine - theirs).abs().max() < 1e-5
@@ -229,8 +230,9 @@ def test_checkpoint_written_by_nezha_tensorflow_gives_the_same_hidden_states_in_
                                    "--vocab_file", str(vocab_file), "--output_dir", str(out)])
     torch_model = modeling.BertModel.from_pretrained(out).eval()
     with torch.no_grad():
-        layers, _, pooled = torch_model(torch.tensor(ids, dtype=torch.long), torch.tensor(segments, dtype=torch.long),
-                                        torch.tensor(mask, dtype=torch.long))
+        encoded = torch_model(torch.tensor(ids, dtype=torch.long), torch.tensor(segments, dtype=torch.long),
+                              torch.tensor(mask, dtype=torch.long))
+        layers, pooled = encoded.hidden_states, encoded.pooled_output
     tf_layers = [expected.embedding_output] + list(expected.all_encoder_layers)
     assert len(layers) == len(tf_layers) == LAYERS + 1
     for ours, theirs in zip(layers, tf_layers):

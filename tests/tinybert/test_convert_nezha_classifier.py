@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import convert_nezha_checkpoint
-from task_data import config_label_names, label_permutation
+from distillation.task_data import config_label_names, label_permutation
 from transformer.modeling import TinyBertForSequenceClassification
 
 tf = pytest.importorskip("tensorflow")

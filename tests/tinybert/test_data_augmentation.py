@@ -3,15 +3,18 @@ train_aug.tsv layout of every kind of task, reproducibility, and the errors user
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-import augmentation
 import data_augmentation
-from augmentation import STOP_WORDS, MaskedLMCandidates, Span, WordVectors, default_n
+from distillation import augmentation
+from distillation.augmentation import STOP_WORDS, MaskedLMCandidates, Span, WordVectors, default_n
 from transformer.modeling import BertConfig, BertForMaskedLM
 from utils.tasks import get_processor
 from utils.tokenization import FullTokenizer, is_cjk_char, load_vocab
@@ -136,7 +139,7 @@ def test_mlm_candidates_equal_one_forward_per_word(english_model: Path):
         tokens = ["[CLS]"] + masked + ["[SEP]"] + pieces + ["[SEP]"]
         segments = [0] * (len(pieces) + 2) + [1] * (len(pieces) + 1)
         with torch.no_grad():
-            logits = model(torch.tensor([tokenizer.convert_tokens_to_ids(tokens)]), torch.tensor([segments]))
+            logits = model(torch.tensor([tokenizer.convert_tokens_to_ids(tokens)]), torch.tensor([segments])).logits
         _check_against_reference(candidates, logits[0, position + 1], tokenizer, 15)
 
 
@@ -159,7 +162,7 @@ def test_inputs_longer_than_the_model_are_cut_to_a_window(english_model: Path, t
         tokens = ["[CLS]"] + masked + ["[SEP]"] + window + ["[SEP]"]
         with torch.no_grad():
             logits = model(torch.tensor([tokenizer.convert_tokens_to_ids(tokens)]),
-                           torch.tensor([[0] * (width + 2) + [1] * (width + 1)]))
+                           torch.tensor([[0] * (width + 2) + [1] * (width + 1)])).logits
         _check_against_reference(candidates, logits[0, 1 + start - first], tokenizer, 5)
 
 
@@ -178,7 +181,7 @@ def test_chinese_word_gets_best_same_length_fillings(chinese_model: Path):
     tokens = ["[CLS]"] + masked + ["[SEP]"] + pieces + ["[SEP]"]
     segments = [0] * (len(pieces) + 2) + [1] * (len(pieces) + 1)
     with torch.no_grad():
-        logits = model(torch.tensor([tokenizer.convert_tokens_to_ids(tokens)]), torch.tensor([segments]))
+        logits = model(torch.tensor([tokenizer.convert_tokens_to_ids(tokens)]), torch.tensor([segments])).logits
     logprobs = torch.log_softmax(logits[0, 3:6], dim=-1)
     cjk = [i for i, t in tokenizer.inv_vocab.items() if len(t) == 1 and is_cjk_char(t)]
     tops = [sorted(cjk, key=lambda i: -logprobs[k, i].item())[:M] for k in range(3)]
@@ -289,6 +292,28 @@ def test_chinese_chnsenti_subset(prepared_data: Path, chinese_model: Path, tmp_p
         assert all(a == b for a, b in zip(source, text) if not is_cjk_char(a))
         assert all(is_cjk_char(b) for a, b in zip(source, text) if a != b)
     assert len(get_processor("text_clf").get_aug_examples(str(tmp_path))) == len(out)
+
+
+def test_torchrun_two_processes_write_the_file_one_process_writes(prepared_data: Path, chinese_model: Path,
+                                                                  tmp_path: Path):
+    """139 ChnSenti rows (more than one block of 64 per rank, an odd count): 2 gloo ranks share the sentences
+    and rank 0 writes, byte for byte, what one process writes."""
+    rows = [r for r in _rows(prepared_data / "chnsenti" / "train.tsv") if 6 <= len(r[1]) <= 24][:139]
+    assert len(rows) == 139
+    for name in ("single", "ddp"):
+        _write(tmp_path / name / "train.tsv", rows)
+    single = _run(chinese_model, tmp_path / "single", "text_clf", "--N", "2", "--p", "0.5")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    env.pop("LOCAL_RANK", None)
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          data_augmentation.__file__, "--pretrained_bert_model", str(chinese_model), "--task_dir",
+                          str(tmp_path / "ddp"), "--task_name", "text_clf", "--N", "2", "--p", "0.5", "--no_progress"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    written = (tmp_path / "ddp" / "train_aug.tsv").read_bytes()
+    assert written == single.read_bytes()
+    assert len(written.decode("utf-8").splitlines()) > 2 * len(rows)
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["train.tsv", "train_aug.tsv"]
 
 
 def test_chinese_word_vectors_replace_multi_character_words(chinese_model: Path, tmp_path: Path):

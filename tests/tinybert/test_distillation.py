@@ -1,4 +1,4 @@
-"""TinyBERT/distillation.py against hand-computed values and a NumPy re-implementation of the original's loops."""
+"""TinyBERT/distillation/losses.py against hand-computed values and a NumPy re-implementation of the original's loops."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from distillation import att_loss, layer_mapping, rep_loss, soft_cross_entropy
+from distillation.losses import att_loss, layer_mapping, rep_loss, soft_cross_entropy
 from utils.errors import InputError
 
 

@@ -15,10 +15,9 @@ import pytest
 import torch
 
 import general_distill
-import general_distillation
-from general_distillation import distillation_losses
-from pregenerated_data import PregeneratedDataset
-from pregeneration import DocumentDatabase, GenerationOptions, create_training_file, load_corpus
+from distillation.general import distillation_losses
+from distillation.pregenerated import (DocumentDatabase, GenerationOptions, PregeneratedDataset, create_training_file,
+                                      load_corpus)
 from transformer.checkpoints import export_config, write_model_directory
 from transformer.modeling import BertConfig, BertModel, TinyBertForPreTraining, TinyBertForSequenceClassification
 from utils.errors import InputError
@@ -97,8 +96,7 @@ def held_out_losses(student: TinyBertForPreTraining, teacher: BertModel, data: P
     student.eval()
     teacher.eval()
     with torch.no_grad():
-        att, rep = distillation_losses(student, teacher, input_ids, segment_ids, input_mask,
-                                       general_distillation.nullcontext)
+        att, rep = distillation_losses(student, teacher, input_ids, segment_ids, input_mask)
     return att.item(), rep.item()
 
 
@@ -127,10 +125,11 @@ def test_losses_equal_a_numpy_computation_and_teacher_gets_no_gradient():
     mask[1, 6:] = 0
     mask[2, 3:] = 0
     segments = (torch.arange(9) > 4).long().expand(3, 9)
-    att, rep = distillation_losses(student, teacher, input_ids, segments, mask, general_distillation.nullcontext)
+    att, rep = distillation_losses(student, teacher, input_ids, segments, mask)
     (att + rep).backward()
     student_atts, student_reps = student(input_ids, segments, mask)
-    teacher_reps, teacher_atts, _ = teacher(input_ids, segments, mask)
+    teacher_out = teacher(input_ids, segments, mask)
+    teacher_reps, teacher_atts = teacher_out.hidden_states, teacher_out.attentions
     assert (teacher_atts[1][2, :, :, 3:] <= -100).all()  # masked keys are in the zeroed range
     expected_att, expected_rep = numpy_losses(student_atts, student_reps, teacher_atts, teacher_reps)
     assert att.item() == pytest.approx(expected_att, rel=1e-5)
@@ -230,8 +229,9 @@ def test_continue_train_after_kill_9_ends_with_the_uninterrupted_weights(zh_data
 RANK_WRAPPER = """
 import os, sys, torch
 sys.path.insert(0, {tinybert!r})
-import general_distill, general_distillation
-result = general_distillation.train(general_distill.parse_args(sys.argv[1:]))
+import general_distill
+from distillation import general
+result = general.train(general_distill.parse_args(sys.argv[1:]))
 torch.save(result.student.state_dict(), os.path.join({out!r}, "rank%s.pt" % os.environ["RANK"]))
 """
 

@@ -37,7 +37,7 @@ def inputs(vocab_size: int = 120, length: int = 10):
 def hidden_states(model, input_ids, token_type_ids, mask):
     encoder = model.bert if hasattr(model, "bert") else model
     with torch.no_grad():
-        layers, _ = encoder.eval()(input_ids, token_type_ids, mask, output_att=False)
+        layers = encoder.eval()(input_ids, token_type_ids, mask, output_att=False).hidden_states
     return layers
 
 
@@ -53,7 +53,8 @@ def test_real_minilm_weights_load_and_match_hugging_face(minilm_dir):
     input_ids = torch.tensor([[101, 1996, 4937, 2938, 2006, 1996, 13523, 1012, 102, 0, 0], [101, 7592, 2088, 102] + [0] * 7])
     mask = (input_ids != 0).long()
     with torch.no_grad():
-        layers, atts, pooled = model.eval()(input_ids, attention_mask=mask)
+        encoded = model.eval()(input_ids, attention_mask=mask)
+        layers, atts, pooled = encoded.hidden_states, encoded.attentions, encoded.pooled_output
         out = theirs(input_ids, attention_mask=mask, output_hidden_states=True, output_attentions=True)
     assert len(layers) == 7
     for mine, hf in zip(layers, out.hidden_states, strict=True):
@@ -147,7 +148,7 @@ def test_hugging_face_directories_and_bert_config_json(tmp_path, safe):
     input_ids, token_type_ids, mask = inputs()
     with torch.no_grad():
         expected = theirs(input_ids, attention_mask=mask, token_type_ids=token_type_ids).logits
-        assert (ours.eval()(input_ids, token_type_ids, mask) - expected).abs().max() < 1e-4
+        assert (ours.eval()(input_ids, token_type_ids, mask).logits - expected).abs().max() < 1e-4
 
 
 def test_archive_and_state_dict_keyword(tmp_path):

@@ -17,6 +17,10 @@ transformers = pytest.importorskip("transformers")
 TOL = 1e-5
 
 
+def _layers_atts_pooled(encoded: modeling.EncoderOutput) -> tuple:
+    return encoded.hidden_states, encoded.attentions, encoded.pooled_output
+
+
 def tiny_config(**overrides) -> modeling.BertConfig:
     values = dict(
         hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64, max_position_embeddings=32
@@ -169,7 +173,7 @@ def test_bert_equals_hugging_face(hidden_act):
     assert info == {"missing_keys": [], "unexpected_keys": []}
     input_ids, token_type_ids, mask = batch()
     with torch.no_grad():
-        layers, atts, pooled = ours(input_ids, token_type_ids, mask)
+        layers, atts, pooled = _layers_atts_pooled(ours(input_ids, token_type_ids, mask))
         out = theirs(input_ids, attention_mask=mask, token_type_ids=token_type_ids, output_hidden_states=True, output_attentions=True)
     assert len(layers) == config.num_hidden_layers + 1 == len(out.hidden_states)
     for mine, hf in zip(layers, out.hidden_states):
@@ -191,7 +195,7 @@ def test_nezha_relative_attention_equals_hugging_face():
     assert load_state_dict_into(ours, theirs.state_dict(), "hf") == {"missing_keys": [], "unexpected_keys": []}
     input_ids, token_type_ids, mask = batch(length=14)  # longer than 2K+1: distances are clipped
     with torch.no_grad():
-        layers, atts, pooled = ours(input_ids, token_type_ids, mask)
+        layers, atts, pooled = _layers_atts_pooled(ours(input_ids, token_type_ids, mask))
         out = theirs(input_ids, attention_mask=mask, token_type_ids=token_type_ids, output_hidden_states=True, output_attentions=True)
     for mine, hf in zip(layers, out.hidden_states, strict=True):
         assert_close(mine, hf)
@@ -207,9 +211,9 @@ def test_fast_path_equals_the_explicit_path(relative):
     model = modeling.BertModel(config).eval()
     input_ids, token_type_ids, mask = batch()
     with torch.no_grad():
-        slow_layers, atts, slow_pooled = model(input_ids, token_type_ids, mask)
-        fast_layers, fast_pooled = model(input_ids, token_type_ids, mask, output_att=False)
-        last, _ = model(input_ids, token_type_ids, mask, output_all_encoded_layers=False, output_att=False)
+        slow_layers, atts, slow_pooled = _layers_atts_pooled(model(input_ids, token_type_ids, mask))
+        fast_layers, _, fast_pooled = _layers_atts_pooled(model(input_ids, token_type_ids, mask, output_att=False))
+        last = model(input_ids, token_type_ids, mask, output_all_encoded_layers=False, output_att=False).hidden_states
     assert len(atts) == config.num_hidden_layers
     for slow, fast in zip(slow_layers, fast_layers, strict=True):
         assert_close(slow, fast)
@@ -222,12 +226,12 @@ def test_training_mode_fast_path_applies_dropout():
     config = tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.5)
     model = modeling.BertModel(config).train()
     input_ids, token_type_ids, mask = batch()
-    first, _ = model(input_ids, token_type_ids, mask, output_all_encoded_layers=False, output_att=False)
-    second, _ = model(input_ids, token_type_ids, mask, output_all_encoded_layers=False, output_att=False)
+    first = model(input_ids, token_type_ids, mask, output_all_encoded_layers=False, output_att=False).hidden_states
+    second = model(input_ids, token_type_ids, mask, output_all_encoded_layers=False, output_att=False).hidden_states
     assert (first - second).abs().max() > 1e-3
     model.eval()
-    third, _ = model(input_ids, token_type_ids, mask, output_all_encoded_layers=False, output_att=False)
-    fourth, _ = model(input_ids, token_type_ids, mask, output_all_encoded_layers=False, output_att=False)
+    third = model(input_ids, token_type_ids, mask, output_all_encoded_layers=False, output_att=False).hidden_states
+    fourth = model(input_ids, token_type_ids, mask, output_all_encoded_layers=False, output_att=False).hidden_states
     assert torch.equal(third, fourth)
 
 
@@ -238,7 +242,7 @@ def test_sequence_classification_head_is_relu_of_pooled_without_dropout():
     assert config.fit_size == 48 and model.fit_dense.out_features == 48
     input_ids, token_type_ids, mask = batch()
     logits, atts, layers = model(input_ids, token_type_ids, mask)
-    _, _, pooled = model.bert(input_ids, token_type_ids, mask)
+    pooled = model.bert(input_ids, token_type_ids, mask).pooled_output
     expected = pooled.clamp(min=0) @ model.classifier.weight.T + model.classifier.bias
     assert_close(logits, expected)
     assert layers[0].shape[-1] == 32 and len(atts) == 3
@@ -268,8 +272,8 @@ def test_masked_lm_token_and_span_heads_equal_hugging_face():
     labels[:, 2] = input_ids[:, 2]
     with torch.no_grad():
         hf = theirs(input_ids, attention_mask=mask, token_type_ids=token_type_ids, labels=labels.masked_fill(labels == -1, -100))
-        assert_close(ours(input_ids, token_type_ids, mask), hf.logits, 1e-4)
-        loss, atts = ours(input_ids, token_type_ids, mask, masked_lm_labels=labels, output_att=True)
+        assert_close(ours(input_ids, token_type_ids, mask).logits, hf.logits, 1e-4)
+        _, loss, atts = ours(input_ids, token_type_ids, mask, masked_lm_labels=labels, output_att=True)
     assert abs(loss.item() - hf.loss.item()) < 1e-5 and len(atts) == 3
 
     theirs = transformers.BertForTokenClassification(transformers.BertConfig(**kwargs, num_labels=5)).eval()
@@ -308,13 +312,13 @@ def test_bfloat16_autocast_and_half_weights_stay_close_to_float32(relative):
     model = modeling.BertModel(tiny_config(use_relative_position=relative)).eval()
     input_ids, token_type_ids, mask = batch()
     with torch.no_grad():
-        reference, ref_atts, _ = model(input_ids, token_type_ids, mask)
+        reference, ref_atts, _ = _layers_atts_pooled(model(input_ids, token_type_ids, mask))
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            layers, atts, _ = model(input_ids, token_type_ids, mask)
+            layers, atts, _ = _layers_atts_pooled(model(input_ids, token_type_ids, mask))
         assert (layers[-1].float() - reference[-1]).abs().max() < 0.1
         half = model.to(torch.bfloat16)
-        layers, atts, _ = half(input_ids, token_type_ids, mask)
-        fast, _ = half(input_ids, token_type_ids, mask, output_att=False)
+        layers, atts, _ = _layers_atts_pooled(half(input_ids, token_type_ids, mask))
+        fast = half(input_ids, token_type_ids, mask, output_att=False).hidden_states
     assert layers[-1].dtype == torch.bfloat16 and (layers[-1].float() - reference[-1]).abs().max() < 0.15
     assert (fast[-1].float() - layers[-1].float()).abs().max() < 0.1
     # the distillation losses zero entries <= -1e2: masked keys must stay far below that in bf16
@@ -329,3 +333,34 @@ def test_config_values_of_the_wrong_type_name_the_file_line_and_key(tmp_path, va
         with pytest.raises(InputError) as err:
             load(str(path))
         assert str(err.value) == f"{path}:3: num_hidden_layers: expected a positive integer, found {found}"
+
+
+def test_every_model_names_its_outputs_the_same_way():
+    """Head outputs first, then attentions and hidden states, under one naming across the classes."""
+    torch.manual_seed(8)
+    config = tiny_config()
+    input_ids, token_type_ids, mask = batch()
+    encoder = modeling.BertModel(config).eval()
+    with torch.no_grad():
+        encoded = encoder(input_ids, token_type_ids, mask)
+        outputs = {
+            modeling.BertModel: encoded,
+            modeling.TinyBertForPreTraining: modeling.TinyBertForPreTraining(config, fit_size=32)(input_ids),
+            modeling.TinyBertForSequenceClassification:
+                modeling.TinyBertForSequenceClassification(config, num_labels=2)(input_ids, is_student=True),
+            modeling.TinyBertForTokenClassification:
+                modeling.TinyBertForTokenClassification(config, num_labels=3)(input_ids),
+            modeling.TinyBertForQuestionAnswering: modeling.TinyBertForQuestionAnswering(config)(input_ids),
+        }
+        masked_lm = modeling.BertForMaskedLM(config)(input_ids, output_att=True)
+    for cls, output in outputs.items():
+        assert output._fields[-2:] == ("attentions", "hidden_states"), cls
+        assert len(output.attentions) == 3 and len(output.hidden_states) == 4, cls
+    assert encoded._fields == ("pooled_output", "attentions", "hidden_states") and encoded.pooled_output.shape == (3, 32)
+    assert outputs[modeling.TinyBertForSequenceClassification].logits.shape == (3, 2)
+    assert outputs[modeling.TinyBertForTokenClassification].logits.shape == (3, 12, 3)
+    assert outputs[modeling.TinyBertForQuestionAnswering].start_logits.shape == (3, 12)
+    assert masked_lm._fields == ("logits", "loss", "attentions") and masked_lm.loss is None
+    assert len(masked_lm.attentions) == 3 and masked_lm.logits.shape == (3, 12, config.vocab_size)
+    without = encoder(input_ids, token_type_ids, mask, output_all_encoded_layers=False, output_att=False)
+    assert without.attentions == [] and torch.allclose(without.hidden_states, encoded.hidden_states[-1], atol=1e-6)

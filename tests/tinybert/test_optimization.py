@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from transformer.optimization import SCHEDULES, BertAdam, build_optimizer
+from transformer.optimization import SCHEDULES, BertAdam
 from utils.errors import InputError
 
 
@@ -131,24 +131,3 @@ def test_state_dict_round_trip_resumes_identically():
     train(resumed, resumed_params, 8, start=4)
     for a, b in zip(resumed_params, straight_params):
         assert torch.equal(a, b)
-
-
-def test_build_optimizer_adamw_follows_the_same_schedule():
-    param = torch.nn.Parameter(torch.zeros(3))
-    optimizer, scheduler = build_optimizer("adamw", [param], lr=0.2, warmup=0.25, t_total=8, schedule="warmup_linear")
-    assert isinstance(optimizer, torch.optim.AdamW)
-    seen = []
-    for _ in range(9):
-        seen.append(optimizer.param_groups[0]["lr"])
-        param.grad = torch.ones(3)
-        optimizer.step()
-        scheduler.step()
-    expected = [0.2 * numpy_warmup_linear(step / 8, 0.25) for step in range(9)]
-    assert seen == pytest.approx(expected, abs=1e-12)
-    assert torch.all(param < 0)
-
-    bert_adam, none = build_optimizer("bertadam", [param], lr=0.2, warmup=0.25, t_total=8)
-    assert isinstance(bert_adam, BertAdam) and none is None
-    assert bert_adam.defaults["max_grad_norm"] == 1.0 and bert_adam.defaults["weight_decay"] == 0.01
-    with pytest.raises(InputError, match="unknown optimizer 'sgd'"):
-        build_optimizer("sgd", [param], lr=0.1)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import pregenerate_training_data
-from pregeneration import DocumentDatabase, create_masked_lm_predictions, load_corpus
+from distillation.pregenerated import DocumentDatabase, load_corpus
+from utils.features import create_masked_lm_predictions
 from utils.tokenization import BertTokenizer, whole_word_continuations
 
 KEYS = ["tokens", "segment_ids", "is_random_next", "masked_lm_positions", "masked_lm_labels"]
@@ -173,7 +174,7 @@ def test_wordpiece_groups_are_masked_together():
     seen_pieces = 0
     for _ in range(200):
         masked, positions, labels = create_masked_lm_predictions(
-            list(tokens), 0.5, 3, True, ["[MASK]", "x"], rng)
+            list(tokens), 0.5, 3, ["[MASK]", "x"], rng, whole_word_mask=True)
         chosen = set(positions)
         for word in ({1, 2, 3}, {4}, {6, 7}):
             assert not chosen & word or word <= chosen

@@ -8,13 +8,15 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
 
-from task_data import config_label_names, convert_examples_to_features, label_permutation
+import task_distill
+from distillation import task
+from distillation.task_data import config_label_names, convert_examples_to_features, label_permutation
 from task_distill import main as task_distill_main
-from task_trainer import iterate_eval_results
 from transformer.modeling import BertConfig, TinyBertForSequenceClassification
 from utils.errors import InputError
 from utils.fileio import read_key_values
@@ -25,6 +27,19 @@ ROOT = Path(__file__).resolve().parents[2]
 TRAIN_EXAMPLES, DEV_EXAMPLES, SEQ, BATCH = 4000, 300, 32, 32
 TEACHER = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
 STUDENT = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64)
+
+
+def iterate_eval_results(path: Path) -> Iterator[dict[str, str]]:
+    """Each `key = value` block of an eval_results.txt (a block ends with its global_step line)."""
+    block: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, _, value = line.partition(" = ")
+        if key in block:
+            yield block
+            block = {}
+        block[key] = value
+    if block:
+        yield block
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -427,3 +442,70 @@ def test_aug_train_reads_train_aug_tsv(mnli_setup, tmp_path, capsys):
     (data / "train_aug.tsv").write_text("\n".join(lines[:1] + lines[1:25] * 2) + "\n", encoding="utf-8")
     summary = task_distill_main([*common, *_mnli_common(data, tmp_path / "out2")])
     assert summary["global_step"] == 48 // 8 and summary["examples"] == 48
+
+
+TASK_WRAPPER = """
+import os, sys, torch
+sys.path[:0] = [{root!r}, {tinybert!r}]
+import task_distill
+from distillation import task
+for stage, argv in enumerate({stages!r}):
+    outcome = task.run(task_distill.parse_args(argv))
+    torch.save(outcome.student.state_dict(), os.path.join({out!r}, "stage%d_rank%s.pt" % (stage, os.environ["RANK"])))
+"""
+
+
+def test_torchrun_two_processes_match_one_process_with_the_doubled_batch(mnli_setup, tmp_path):
+    """Both stages under torchrun (gloo, 2 ranks of 2 examples a micro-batch) against one process training on
+    the same total batch (4 a micro-batch, 8 a step): identical replicas, equal to the single process's student
+    within float tolerance; rank 0 alone evaluates (MNLI matched and -MM) and saves."""
+    directory, _, _ = mnli_setup
+    torch.manual_seed(4)
+    shape = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                 hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    vocab_size = len((directory / "vocab.txt").read_text().splitlines())
+    teacher, student = tmp_path / "teacher", tmp_path / "student"
+    TinyBertForSequenceClassification(BertConfig(vocab_size, **shape), num_labels=3).save_pretrained(
+        teacher, directory / "vocab.txt")
+    TinyBertForSequenceClassification(BertConfig(vocab_size, **{**shape, "num_hidden_layers": 1}), num_labels=3,
+                                      fit_size=16).save_pretrained(student, directory / "vocab.txt")
+
+    def stages(out: Path) -> list[list[str]]:
+        common = ["--train_batch_size", "8", "--gradient_accumulation_steps", "2", "--num_train_epochs", "2",
+                  "--learning_rate", "2e-3", "--eval_step", "3", "--teacher_model", str(teacher)]
+        return [[*common, "--student_model", str(student), *_mnli_common(directory, out / "stage1")],
+                [*common, "--pred_distill", "--student_model", str(out / "stage1"),
+                 *_mnli_common(directory, out / "stage2")]]
+
+    wrapper = tmp_path / "task_wrapper.py"
+    wrapper.write_text(TASK_WRAPPER.format(root=str(ROOT), tinybert=str(ROOT / "TinyBERT"), out=str(tmp_path),
+                                           stages=stages(tmp_path / "ddp")), encoding="utf-8")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    env.pop("LOCAL_RANK", None)
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(wrapper)], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    single = [task.run(task_distill.parse_args(argv)).student.state_dict() for argv in stages(tmp_path / "single")]
+    for stage, out in enumerate(("stage1", "stage2")):
+        rank0 = torch.load(tmp_path / f"stage{stage}_rank0.pt", weights_only=True)
+        rank1 = torch.load(tmp_path / f"stage{stage}_rank1.pt", weights_only=True)
+        initial = torch.load((student if stage == 0 else tmp_path / "ddp" / "stage1") / "pytorch_model.bin",
+                             weights_only=True)
+        for key in single[stage]:
+            assert torch.equal(rank0[key], rank1[key]), key  # the replicas never drift apart
+            torch.testing.assert_close(rank0[key], single[stage][key], rtol=1e-4, atol=1e-5, msg=key)
+        trained = "bert.encoder.layer.0.attention.self.query.weight"
+        assert not torch.allclose(rank0[trained], initial[trained])
+        ddp_blocks = list(iterate_eval_results(tmp_path / "ddp" / out / "eval_results.txt"))
+        single_blocks = list(iterate_eval_results(tmp_path / "single" / out / "eval_results.txt"))
+        assert [b["global_step"] for b in ddp_blocks] == [b["global_step"] for b in single_blocks] == \
+            ["3", "6", "9", "12", "15", "16"]
+        for ddp_block, single_block in zip(ddp_blocks, single_blocks):
+            for key in ("loss", "att_loss", "rep_loss", "cls_loss", "eval_loss"):
+                if key in single_block:
+                    assert float(ddp_block[key]) == pytest.approx(float(single_block[key]), rel=1e-4, abs=1e-6)
+    stage1 = torch.load(tmp_path / "ddp" / "stage1" / "pytorch_model.bin", weights_only=True)
+    assert all(torch.equal(stage1[key], value) for key, value in
+               torch.load(tmp_path / "stage0_rank0.pt", weights_only=True).items())  # saved at the end
+    assert len(list(iterate_eval_results(Path(str(tmp_path / "ddp" / "stage2") + "-MM") / "eval_results.txt"))) >= 1

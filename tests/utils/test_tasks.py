@@ -4,10 +4,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from utils.errors import InputError
-from utils.tasks import (NER_LABELS, TASK_NAMES, get_processor, read_ner_file, read_squad_file)
+from utils.metrics import compute_metrics, primary_metric
+from utils.tasks import (NER_LABELS, TASK_NAMES, TASKS, DataProcessor, Layout, get_processor, get_task, read_ner_file,
+                         read_squad_file)
 
 
 def write(path: Path, rows: list[list[str]]) -> Path:
@@ -183,3 +186,55 @@ def test_squad_reader_errors(tmp_path: Path) -> None:
     path.write_text(json.dumps({"data": [{"paragraphs": [{"context": "x", "qas": [{"id": "1"}]}]}]}))
     with pytest.raises(InputError, match=r"data\[0\].paragraphs\[0\].qas\[0\]: expected a str field 'question'"):
         read_squad_file(path)
+
+
+def test_a_new_task_is_one_class_that_every_table_reads(tmp_path: Path) -> None:
+    from distillation.augmentation import default_n
+    from eval_history import metric_for_task
+
+    class ReviewsProcessor(DataProcessor):
+        name, language = "reviews_zh", "zh"
+        train_layout = Layout(1, None, 0, False)
+        metric = primary_metric = "mcc"
+        augment_n = 7
+
+    try:
+        assert "reviews_zh" in TASKS and get_processor("Reviews_ZH").chinese
+        preds, labels = np.array([1, 0, 1, 1]), np.array([1, 0, 0, 1])
+        assert compute_metrics("reviews_zh", preds, labels) == {"mcc": pytest.approx(2 / np.sqrt(12))}
+        assert primary_metric("reviews_zh") == "mcc" and metric_for_task("reviews_zh") == "eval_mcc"
+        assert default_n("reviews_zh") == 7
+        write(tmp_path / "train.tsv", [["1", "很好"], ["0", "不好"]])
+        assert [e.text_a for e in get_processor("reviews_zh").get_train_examples(tmp_path)] == ["很好", "不好"]
+    finally:
+        del TASKS["reviews_zh"]
+
+
+def test_the_originals_facts_per_task() -> None:
+    from eval_history import metric_for_task
+
+    chinese = [name for name in TASK_NAMES if get_task(name).chinese]
+    assert chinese == ["lcqmc", "xnli", "text_clf", "ner", "cmrc2018"]
+    assert {name: get_task(name).augment_n for name in TASK_NAMES if get_task(name).augment_n != 30} == \
+        {"sst-2": 20, "qqp": 10, "mnli": 10, "mnli-mm": 10, "qnli": 20}
+    assert [metric_for_task(t) for t in ("cola", "sts-b", "mrpc", "text_clf", "ner", "cmrc2018")] == \
+        ["eval_mcc", "eval_corr", "eval_accuracy", "eval_accuracy", "eval_entity_f1", "eval_f1"]
+
+
+def test_ner_and_reading_tasks_are_declared_with_their_files(prepared_data: Path) -> None:
+    ner = get_task("ner")
+    assert (ner.output_mode, ner.metric, ner.primary_metric) == ("token_classification", "entity", "entity_f1")
+    sentences = ner.get_dev_examples(prepared_data / "peoples_daily_ner")
+    assert sentences == read_ner_file(prepared_data / "peoples_daily_ner" / "dev.txt")
+    tags = [s.tags for s in sentences[:50]]
+    assert compute_metrics("ner", tags, tags) == {"entity_precision": 1.0, "entity_recall": 1.0, "entity_f1": 1.0}
+    reading = get_task("cmrc2018")
+    assert (reading.output_mode, reading.primary_metric) == ("span", "F1")
+    questions = reading.get_dev_examples(prepared_data / "cmrc")
+    assert len(questions) == len(read_squad_file(prepared_data / "cmrc" / "dev.json"))
+    gold = [[a.text for a in q.answers] for q in questions[:20]]
+    half = [answers[0] if i % 2 else "" for i, answers in enumerate(gold)]
+    result = compute_metrics("cmrc2018", half, gold)
+    assert result["EM"] == pytest.approx(50.0) and result["F1"] == pytest.approx(50.0)
+    with pytest.raises(InputError, match="not sentence classification"):
+        get_processor("ner")

@@ -1,4 +1,4 @@
-"""TinyBERT's distillation losses, shared by general_distill.py and task_distill.py.
+"""TinyBERT's distillation losses, shared by general and task distillation.
 
 The arithmetic is the original's: attention scores are pre-softmax with the additive mask (-10000) already
 added, and every entry <= -1e2 (a masked key) is set to 0 in both student and teacher before a mean MSE, so
@@ -10,7 +10,7 @@ classes, without the T^2 factor, exactly as the original wrote it.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -74,6 +74,12 @@ def rep_loss(student_reps: Sequence[torch.Tensor], teacher_reps: Sequence[torch.
     for student, index in zip(student_reps, indices):
         loss = loss + _mse(student, teacher_reps[index], "hidden states")
     return loss
+
+
+def intermediate_losses(student: Any, teacher: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(att_loss, rep_loss) between a student's and a teacher's model outputs (their attentions and
+    hidden_states; the student's hidden states already through fit_dense)."""
+    return att_loss(student.attentions, teacher.attentions), rep_loss(student.hidden_states, teacher.hidden_states)
 
 
 def soft_cross_entropy(predicts: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,8 @@
 """Task examples -> padded id tensors, as TinyBERT's task_distill.py built them; and label-order mapping.
 
-`[CLS] a [SEP] b [SEP]` with segment ids 0/1, the pair truncated from the end of the longer text (ties
-shorten b), a single text truncated to max_seq_length - 2, zero padding; classification labels are indices
-into the processor's label list, regression labels floats.
+`[CLS] a [SEP] b [SEP]` with segment ids 0/1 (utils.features.encode_pair: the pair truncated from the end of
+the longer text, ties shorten b; a single text truncated to max_seq_length - 2; zero padding); classification
+labels are indices into the processor's label list, regression labels floats.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from utils.errors import InputError
+from utils.features import encode_pair
 from utils.tasks import InputExample
 
 logger = logging.getLogger(__name__)
@@ -27,15 +28,6 @@ class InputFeatures:
     segment_ids: list[int]
     label_id: float | int
     seq_length: int
-
-
-def _truncate_seq_pair(tokens_a: list[str], tokens_b: list[str], max_length: int) -> None:
-    """Pop tokens from the end of the longer list until the pair fits (b when they are equal)."""
-    while len(tokens_a) + len(tokens_b) > max_length:
-        if len(tokens_a) > len(tokens_b):
-            tokens_a.pop()
-        else:
-            tokens_b.pop()
 
 
 def convert_examples_to_features(
@@ -52,21 +44,10 @@ def convert_examples_to_features(
     features = []
     for index, example in enumerate(examples):
         tokens_a = tokenizer.tokenize(example.text_a)
-        tokens_b = None
-        if example.text_b:
-            tokens_b = tokenizer.tokenize(example.text_b)
-            _truncate_seq_pair(tokens_a, tokens_b, max_seq_length - 3)
-        elif len(tokens_a) > max_seq_length - 2:
-            tokens_a = tokens_a[: max_seq_length - 2]
-        tokens = ["[CLS]"] + tokens_a + ["[SEP]"]
-        segment_ids = [0] * len(tokens)
-        if tokens_b:
-            tokens += tokens_b + ["[SEP]"]
-            segment_ids += [1] * (len(tokens_b) + 1)
-        input_ids = tokenizer.convert_tokens_to_ids(tokens)
-        input_mask = [1] * len(input_ids)
-        seq_length = len(input_ids)
-        padding = [0] * (max_seq_length - len(input_ids))
+        tokens_b = tokenizer.tokenize(example.text_b) if example.text_b else None
+        if tokens_b == []:  # b of blanks only: the original cut a to a pair's length, wrote no second segment
+            tokens_a, tokens_b = tokens_a[:max_seq_length - 3], None
+        encoded = encode_pair(tokens_a, tokens_b, max_seq_length, tokenizer)
         if output_mode == "classification":
             if example.label not in label_map:
                 raise InputError(f"example {example.guid}: label {example.label!r} is not one of {list(label_list)}")
@@ -75,9 +56,9 @@ def convert_examples_to_features(
             label_id = float(example.label)
         if index == 0:
             logger.info("*** Example *** guid: %s tokens: %s label: %s (id = %s)",
-                        example.guid, " ".join(tokens), example.label, label_id)
-        features.append(InputFeatures(input_ids + padding, input_mask + padding, segment_ids + padding,
-                                      label_id, seq_length))
+                        example.guid, " ".join(encoded.tokens), example.label, label_id)
+        features.append(InputFeatures(encoded.input_ids, encoded.input_mask, encoded.segment_ids, label_id,
+                                      len(encoded.tokens)))
     return features
 
 

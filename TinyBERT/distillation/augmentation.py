@@ -13,6 +13,8 @@ and the neighbours of all a sentence's words come from one matrix product over u
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
 import logging
 import os
 import random
@@ -25,10 +27,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from transformer.modeling import BertForMaskedLM
 from utils.errors import InputError, require_file
 from utils.fileio import atomic_open
-from utils.tasks import DataProcessor, read_tsv
+from utils.tasks import DataProcessor, get_processor, get_task, read_tsv
 from utils.tokenization import FullTokenizer, is_cjk_char
+
+from .runtime import Runtime, log_to_console, seed_everything, setup_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -45,17 +50,13 @@ mightn't mustn mustn't needn needn't shan shan't shouldn shouldn't wasn wasn't w
 wouldn't 's 're
 """.split())
 
-# The original's per-task N ("How many times is the corpus expanded?"); STS-B's entry was misspelled "STS-b"
-# there and never applied.
-TASK_N = {"cola": 30, "mnli": 10, "mrpc": 30, "sst-2": 20, "sts-b": 30, "qqp": 10, "qnli": 20, "rte": 30}
-DEFAULT_N = 30
 GLOVE_VOCAB_SIZE = 100000
 _ENGLISH_WORD = re.compile("[a-z]+")
 
 
 def default_n(task_name: str) -> int:
-    """N of a task when --N is not given: the original's table, else 30."""
-    return TASK_N.get(task_name.lower(), DEFAULT_N)
+    """N of a task when --N is not given: its augment_n in utils/tasks.py (the original's table, else 30)."""
+    return get_task(task_name).augment_n
 
 
 # Word vectors ------------------------------------------------------------------------------------------------
@@ -266,7 +267,8 @@ class MaskedLMCandidates:
             chunk = rows[begin:begin + self.batch_size]
             input_ids = torch.tensor(chunk, device=self.device)
             token_type_ids = torch.tensor([segments] * len(chunk), device=self.device)
-            hidden = self.model.bert(input_ids, token_type_ids, output_all_encoded_layers=False, output_att=False)[0]
+            hidden = self.model.bert(input_ids, token_type_ids, output_all_encoded_layers=False,
+                                     output_att=False).hidden_states
             which = positions[begin:begin + self.batch_size]
             row_index = torch.tensor([r for r, pos in enumerate(which) for _ in pos], device=self.device)
             col_index = torch.tensor([p for pos in which for p in pos], device=self.device)
@@ -297,7 +299,12 @@ def _is_candidate_token(token: str, chinese: bool) -> bool:
 # Sentences ---------------------------------------------------------------------------------------------------
 
 class DataAugmentor:
-    """N variants of a sentence (the original's DataAugmentor.augment), with its own random generator."""
+    """N variants of a sentence (the original's DataAugmentor.augment).
+
+    Each sentence's variants come from a generator seeded by (seed, key), the key naming the sentence (its
+    row and column in the file): they depend neither on the sentences augmented before nor on which process
+    augments it.
+    """
 
     def __init__(self, mlm: MaskedLMCandidates, tokenizer: FullTokenizer, vectors: Optional[WordVectors],
                  M: int, N: int, p: float, seed: int, chinese: bool = False):
@@ -306,7 +313,7 @@ class DataAugmentor:
         self.vectors = vectors
         self.M, self.N, self.p = M, N, p
         self.chinese = chinese
-        self.rng = random.Random(seed)
+        self.seed = seed
         self._neighbour_cache: dict[str, list[str]] = {}
         if chinese:
             import jieba
@@ -356,12 +363,13 @@ class DataAugmentor:
             self._neighbour_cache.update(zip(missing, self.vectors.neighbours(missing, self.M)))
         return [self._neighbour_cache[w] for w in words]
 
-    def augment(self, sentence: str) -> list[str]:
+    def augment(self, sentence: str, key: str = "") -> list[str]:
         """The sentence itself, then up to N distinct variants in which at least one word changed.
 
         Each variant draws, for each replaceable word in order, a candidate and then a number in [0, 1), and
         replaces the word when the number is below p (the original's order of random calls).
         """
+        rng = random.Random(f"augment:{self.seed}:{key}")
         words = self.words(sentence)
         candidates = self.candidates(words)
         joiner = "" if self.chinese else " "
@@ -371,8 +379,8 @@ class DataAugmentor:
         for _ in range(self.N):
             variant = list(words)
             for index, choices in candidates.items():
-                choice = self.rng.choice(choices)
-                if self.rng.random() < self.p:
+                choice = rng.choice(choices)
+                if rng.random() < self.p:
                     variant[index] = choice
             text = joiner.join(variant)
             if text not in seen:
@@ -400,54 +408,121 @@ def text_columns(processor: DataProcessor) -> list[int]:
     return [text_a] + ([text_b] if text_b is not None else [])
 
 
-def required_columns(processor: DataProcessor) -> int:
-    used = [c for c in processor.columns if c is not None]
-    return max(c + 1 if c >= 0 else -c for c in used)
+def read_examples(processor: DataProcessor, input_path: str) -> tuple[Optional[list[str]], list[list[str]]]:
+    """(header or None, data rows) of the training file, every row holding the task's columns."""
+    rows = list(read_tsv(input_path))
+    header = rows[0][1] if processor.has_header and rows else None
+    needed = processor.train_layout.min_columns
+    examples = []
+    for line, row in rows[1:] if header is not None else rows:
+        if len(row) >= needed:
+            examples.append(row)
+        elif not processor.skip_bad_rows:
+            raise InputError(f"expected at least {needed} tab-separated columns for task {processor.name} "
+                             f"(text in column(s) {', '.join(str(c + 1) for c in text_columns(processor))}), "
+                             f"found {len(row)}", input_path, line)
+    if not examples:
+        raise InputError(f"no examples to augment for task {processor.name} (the file has no data rows)", input_path)
+    return header, examples
+
+
+def augment_row(augmentor: DataAugmentor, row: list[str], index: int, columns: Sequence[int]) -> list[list[str]]:
+    """The row, then for each text column one row per variant of that column, the other columns as they are."""
+    out = [row]
+    for column in columns:
+        for variant in augmentor.augment(row[column], key=f"{index}:{column}")[1:]:
+            out.append(list(row))
+            out[-1][column] = variant
+    return out
 
 
 def augment_file(augmentor: DataAugmentor, processor: DataProcessor, input_path: str | os.PathLike,
-                 output_path: str | os.PathLike, progress: bool = True) -> AugmentStats:
+                 output_path: str | os.PathLike, progress: bool = True, runtime: Optional[Runtime] = None,
+                 block: int = 64) -> AugmentStats:
     """Write train_aug.tsv: the header (when the task has one), then for each example its row, and for each
     text column one row per variant of that column with every other column as in the input.
+
+    Under torchrun each rank augments every world_size-th example of each block and rank 0 writes the
+    gathered rows in input order: the file is the one a single process writes.
 
     The original mutated the row in place, so a pair's second-column rows carried the first column's last
     variant, and it wrote the unchanged row once per column; here each variant row differs from the input in
     exactly one column and the input row is written once.
     """
+    runtime = runtime or Runtime(augmentor.mlm.device)
     input_path = os.fspath(input_path)
-    rows = list(read_tsv(input_path))
-    header = rows[0][1] if processor.has_header and rows else None
-    data = rows[1:] if header is not None else rows
-    needed = required_columns(processor)
+    header, examples = read_examples(processor, input_path)
     columns = text_columns(processor)
-    examples = []
-    for line, row in data:
-        if len(row) >= needed:
-            examples.append(row)
-        elif not getattr(processor, "skip_bad_rows", False):
-            raise InputError(f"expected at least {needed} tab-separated columns for task {processor.name} "
-                             f"(text in column(s) {', '.join(str(c + 1) for c in columns)}), found {len(row)}",
-                             input_path, line)
-    if not examples:
-        raise InputError(f"no examples to augment for task {processor.name} (the file has no data rows)", input_path)
     start = time.perf_counter()
     written = 0
-    with atomic_open(output_path) as handle, tqdm(total=len(examples) * len(columns), unit="sent",
-                                                  desc="augment", disable=not progress) as bar:
-        if header is not None:
+    output = atomic_open(output_path) if runtime.is_main else contextlib.nullcontext()
+    with output as handle, tqdm(total=len(examples) * len(columns), unit="sent", desc="augment",
+                                disable=not progress or not runtime.is_main) as bar:
+        if header is not None and runtime.is_main:
             handle.write("\t".join(header) + "\n")
-        for row in examples:
-            handle.write("\t".join(row) + "\n")
-            written += 1
-            for column in columns:
-                for variant in augmentor.augment(row[column])[1:]:
-                    out = list(row)
-                    out[column] = variant
-                    handle.write("\t".join(out) + "\n")
-                    written += 1
-                bar.update(1)
+        step = block * runtime.world_size
+        for first in range(0, len(examples), step):
+            mine = {index: augment_row(augmentor, examples[index], index, columns)
+                    for index in range(first + runtime.rank, min(first + step, len(examples)), runtime.world_size)}
+            shares = runtime.gather(mine)
+            if not runtime.is_main:
+                continue
+            rows = {index: out for share in shares for index, out in share.items()}
+            for index in sorted(rows):
+                handle.writelines("\t".join(out) + "\n" for out in rows[index])
+                written += len(rows[index])
+            bar.update(len(rows) * len(columns))
     stats = AugmentStats(len(examples), len(examples) * len(columns), written, time.perf_counter() - start)
-    logger.info("Augmented %d examples (%d sentences, %.2f sentences/s) into %d rows: %s", stats.examples,
-                stats.sentences, stats.sentences_per_s, stats.rows_written, os.fspath(output_path))
+    if runtime.is_main:
+        logger.info("Augmented %d examples (%d sentences, %.2f sentences/s) into %d rows: %s", stats.examples,
+                    stats.sentences, stats.sentences_per_s, stats.rows_written, os.fspath(output_path))
     return stats
 
+
+def run(args: argparse.Namespace) -> AugmentStats:
+    """Augment the task's training file as data_augmentation.py's flags say; the counts and the speed."""
+    check_flags(args)
+    processor = get_processor(args.task_name)
+    if not processor.chinese and args.glove_embs is None:
+        raise InputError(f"task {args.task_name} is English: --glove_embs (GloVe vectors for multi-piece words) "
+                         "is required")
+    task_dir = args.task_dir or os.path.join(args.glue_dir, args.task_name)
+    input_path = processor.train_path(task_dir)
+    output_path = args.output or os.path.join(task_dir, "train_aug.tsv")
+    n = default_n(args.task_name) if args.N is None else args.N
+    runtime = setup_runtime(args.local_rank, args.no_cuda)
+    log_to_console(runtime.is_main)
+    seed_everything(args.seed)
+    logger.info("task %s (%s), N=%d M=%d p=%s seed=%d, device %s, rank %d of %d", processor.name,
+                "Chinese" if processor.chinese else "English", n, args.M, args.p, args.seed, runtime.device,
+                runtime.rank, runtime.world_size)
+
+    tokenizer = FullTokenizer.from_pretrained(args.pretrained_bert_model, do_lower_case=args.do_lower_case)
+    model, info = BertForMaskedLM.from_pretrained(args.pretrained_bert_model, output_loading_info=True)
+    if any(key.startswith("cls.predictions") for key in info["missing_keys"]):
+        logger.warning("%s has no masked-LM head: candidates come from a randomly initialised one",
+                       args.pretrained_bert_model)
+    model.to(runtime.device).eval()
+    vectors = None
+    if args.glove_embs is not None:
+        vectors = WordVectors.load(args.glove_embs, args.glove_vocab_size, args.glove_vocab)
+    mlm = MaskedLMCandidates(model, tokenizer, args.M, processor.chinese, args.max_seq_length, args.batch_size,
+                             runtime.device)
+    augmentor = DataAugmentor(mlm, tokenizer, vectors, args.M, n, args.p, args.seed, processor.chinese)
+    return augment_file(augmentor, processor, input_path, output_path, progress=not args.no_progress,
+                        runtime=runtime)
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    if args.glue_dir is None and args.task_dir is None:
+        raise InputError("give --glue_dir (the task's files are then in glue_dir/task_name) or --task_dir")
+    if args.N is not None and args.N < 0:
+        raise InputError(f"--N must be 0 or more, got {args.N}")
+    if args.M < 1:
+        raise InputError(f"--M must be at least 1, got {args.M}")
+    if not 0.0 <= args.p <= 1.0:
+        raise InputError(f"--p is a probability (0 to 1), got {args.p}")
+    if args.batch_size < 1:
+        raise InputError(f"--batch_size must be at least 1, got {args.batch_size}")
+    if args.glove_vocab_size < 1:
+        raise InputError(f"--glove_vocab_size must be at least 1, got {args.glove_vocab_size}")
